@@ -1,0 +1,10 @@
+// Subcommands of the `tidesync` binary. Each takes its own argv (argv[0] is the subcommand
+// name) and returns the process exit code: 0 success, 1 failure, 2 bad usage.
+#pragma once
+
+namespace tidesync::cli {
+
+int run_version(int argc, char** argv);
+int run_simulate(int argc, char** argv);
+
+}  // namespace tidesync::cli
