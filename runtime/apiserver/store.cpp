@@ -1,0 +1,1414 @@
+// Object semantics of the embedded API server (see store.hpp).
+#include "runtime/apiserver/store.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace tidesync::apiserver {
+namespace {
+
+error api_error(errc code, int status, std::string reason, std::string message) {
+  error e{code, std::move(message), status, std::move(reason)};
+  return e;
+}
+error not_found(const resource_type& t, std::string_view name) {
+  std::string gr = t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
+  return api_error(errc::not_found, 404, "NotFound",
+                   gr + " \"" + std::string(name) + "\" not found");
+}
+error bad_request(std::string message) {
+  return api_error(errc::bad_request, 400, "BadRequest", std::move(message));
+}
+error invalid(const resource_type& t, std::string_view name, std::string field_message) {
+  return api_error(errc::invalid, 422, "Invalid",
+                   t.res.kind + " \"" + std::string(name) + "\" is invalid: " + field_message);
+}
+std::string group_resource(const resource_type& t) {
+  return t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
+}
+error conflict(const resource_type& t, std::string_view name) {
+  return api_error(errc::conflict, 409, "Conflict",
+                   "Operation cannot be fulfilled on " + group_resource(t) + " \"" +
+                       std::string(name) +
+                       "\": the object has been modified; please apply your changes to the "
+                       "latest version and try again");
+}
+error gone(std::string message) {
+  return api_error(errc::gone, 410, "Expired", std::move(message));
+}
+
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  return gen;
+}
+
+std::string new_uid() {
+  static const char* hex = "0123456789abcdef";
+  std::string s(36, '-');
+  uint64_t a = rng()(), b = rng()();
+  for (int i = 0, bit = 0; i < 36; ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
+    uint64_t& src = bit < 64 ? a : b;
+    s[i] = hex[(src >> (bit % 64)) & 0xf];
+    bit += 4;
+  }
+  s[14] = '4';                 // version 4
+  s[19] = hex[8 + (a & 0x3)];  // variant 10xx
+  return s;
+}
+
+std::string random_suffix() {
+  // The alphabet Kubernetes uses for generateName: no vowels (no words), no confusable chars.
+  static const char* alphabet = "bcdfghjklmnpqrstvwxz2456789";
+  std::string s;
+  for (int i = 0; i < 5; ++i)
+    s += alphabet[rng()() % 27];
+  return s;
+}
+
+bool is_lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+// DNS-1123 subdomain (most object names) or label (namespaces): an error message or "".
+std::string validate_name(std::string_view name, bool label) {
+  size_t max = label ? 63 : 253;
+  bool ok = !name.empty() && name.size() <= max && is_lower_alnum(name.front()) &&
+            is_lower_alnum(name.back()) && std::all_of(name.begin(), name.end(), [&](char c) {
+              return is_lower_alnum(c) || c == '-' || (!label && c == '.');
+            });
+  if (ok) return {};
+  if (label)
+    return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+           "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+           "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+  return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+         "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+         "'example.com', regex used for validation is "
+         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+}
+
+std::string object_key(std::string_view ns, std::string_view name) {
+  std::string k(ns);
+  k += '/';
+  k += name;
+  return k;
+}
+
+std::map<std::string, std::string> labels_of(const json::value& obj) {
+  std::map<std::string, std::string> out;
+  if (const auto* l = obj.at_path({"metadata", "labels"}); l != nullptr && l->is_object()) {
+    for (const auto& [k, v] : l->as_object())
+      if (v.is_string()) out.emplace(k, v.as_string());
+  }
+  return out;
+}
+
+// Equal when everything outside metadata and status is equal: the generation rule.
+bool same_spec(const json::value& a, const json::value& b) {
+  if (!a.is_object() || !b.is_object()) return a == b;
+  size_t na = 0;
+  for (const auto& [k, v] : a.as_object()) {
+    if (k == "metadata" || k == "status") continue;
+    ++na;
+    const auto* other = b.at(k);
+    if (other == nullptr || !(*other == v)) return false;
+  }
+  size_t nb = 0;
+  for (const auto& [k, v] : b.as_object())
+    if (k != "metadata" && k != "status") ++nb;
+  return na == nb;
+}
+
+std::vector<std::string> string_list(const json::value* v) {
+  std::vector<std::string> out;
+  if (v != nullptr && v->is_array())
+    for (const auto& s : v->as_array())
+      if (s.is_string()) out.push_back(s.as_string());
+  return out;
+}
+
+std::vector<std::string> owner_uids(const json::value& obj) {
+  std::vector<std::string> out;
+  if (const auto* refs = obj.at_path({"metadata", "ownerReferences"});
+      refs != nullptr && refs->is_array())
+    for (const auto& r : refs->as_array()) {
+      auto uid = r.get_string("uid");
+      if (!uid.empty()) out.emplace_back(uid);
+    }
+  return out;
+}
+
+bool has_finalizers(const json::value& obj) {
+  const auto* f = obj.at_path({"metadata", "finalizers"});
+  return f != nullptr && f->is_array() && !f->as_array().empty();
+}
+
+// Strategic merge patch, approximated: `$`-directives are dropped, lists of objects that all
+// carry a "name" are merged by name (containers, env, volumes, ports), other lists replace.
+json::value strategic_merge(json::value target, const json::value& patch) {
+  if (!patch.is_object()) return patch;
+  if (!target.is_object()) target = json::object{};
+  for (const auto& [k, v] : patch.as_object()) {
+    if (!k.empty() && k[0] == '$') continue;
+    if (v.is_null()) {
+      target.as_object().erase(k);
+      continue;
+    }
+    json::value* cur = target.at(k);
+    if (v.is_object()) {
+      target.as_object().set(k, strategic_merge(cur != nullptr ? *cur : json::value{}, v));
+    } else if (v.is_array() && cur != nullptr && cur->is_array()) {
+      auto named = [](const json::array& a) {
+        return !a.empty() && std::all_of(a.begin(), a.end(), [](const json::value& e) {
+          return e.is_object() && e.at("name") != nullptr && e.at("name")->is_string();
+        });
+      };
+      if (named(v.as_array()) && named(cur->as_array())) {
+        json::array merged = cur->as_array();
+        for (const auto& pe : v.as_array()) {
+          auto name = pe.get_string("name");
+          auto it = std::find_if(merged.begin(), merged.end(), [&](const json::value& e) {
+            return e.get_string("name") == name;
+          });
+          if (const auto* d = pe.at("$patch");
+              d != nullptr && d->is_string() && d->as_string() == "delete") {
+            if (it != merged.end()) merged.erase(it);
+          } else if (it != merged.end()) {
+            *it = strategic_merge(*it, pe);
+          } else {
+            merged.push_back(strategic_merge(json::value{}, pe));
+          }
+        }
+        target.as_object().set(k, json::value(std::move(merged)));
+      } else {
+        target.as_object().set(k, v);
+      }
+    } else {
+      target.as_object().set(k, v);
+    }
+  }
+  return target;
+}
+
+std::string base64_std(std::string_view in) {
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t buf = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    buf = (buf << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += tbl[(buf >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) out += tbl[(buf << (6 - bits)) & 0x3f];
+  while (out.size() % 4 != 0)
+    out += '=';
+  return out;
+}
+
+// Secrets: stringData is write-only; the server folds it into data (base64), as Kubernetes does.
+void fold_string_data(json::value& secret) {
+  auto* sd = secret.at("stringData");
+  if (sd == nullptr) return;
+  if (sd->is_object()) {
+    auto& data = secret["data"];
+    if (!data.is_object()) data = json::object{};
+    for (const auto& [k, v] : sd->as_object())
+      if (v.is_string()) data.as_object().set(k, base64_std(v.as_string()));
+  }
+  secret.as_object().erase("stringData");
+}
+
+std::string base64url_encode(std::string_view in) {
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t buf = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    buf = (buf << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += tbl[(buf >> bits) & 0x3f];
+    }
+  }
+  if (bits > 0) out += tbl[(buf << (6 - bits)) & 0x3f];
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+  std::string out;
+  uint32_t buf = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-' || c == '+')
+      v = 62;
+    else if (c == '_' || c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return std::nullopt;
+    buf = (buf << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((buf >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+expected<std::vector<std::tuple<std::string, std::string, bool>>> parse_field_selector(
+    std::string_view text) {
+  std::vector<std::tuple<std::string, std::string, bool>> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string_view part =
+        text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    pos = comma == std::string_view::npos ? text.size() : comma + 1;
+    auto trim = [](std::string_view s) {
+      while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0)
+        s.remove_prefix(1);
+      while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0)
+        s.remove_suffix(1);
+      return s;
+    };
+    part = trim(part);
+    if (part.empty()) continue;
+    bool negate = false;
+    size_t op = part.find("!=");
+    size_t oplen = 2;
+    if (op != std::string_view::npos) {
+      negate = true;
+    } else if ((op = part.find("==")) != std::string_view::npos) {
+    } else if ((op = part.find('=')) != std::string_view::npos) {
+      oplen = 1;
+    } else {
+      return bad_request("invalid field selector \"" + std::string(text) +
+                         "\": expected field=value, field==value or field!=value");
+    }
+    std::string key(trim(part.substr(0, op)));
+    if (key.empty())
+      return bad_request("invalid field selector \"" + std::string(text) + "\": empty field");
+    out.emplace_back(key, std::string(trim(part.substr(op + oplen))), negate);
+  }
+  return out;
+}
+
+std::string field_value(const json::value& obj, std::string_view path) {
+  const json::value* cur = &obj;
+  size_t pos = 0;
+  while (cur != nullptr && pos <= path.size()) {
+    size_t dot = path.find('.', pos);
+    std::string_view part =
+        path.substr(pos, dot == std::string_view::npos ? std::string_view::npos : dot - pos);
+    cur = cur->at(part);
+    if (dot == std::string_view::npos) break;
+    pos = dot + 1;
+  }
+  if (cur == nullptr) return {};
+  if (cur->is_string()) return cur->as_string();
+  if (cur->is_bool()) return cur->as_bool() ? "true" : "false";
+  if (cur->is_int()) return std::to_string(cur->as_int());
+  return {};
+}
+
+std::string watch_line(std::string_view type, const std::string& text) {
+  std::string line;
+  line.reserve(text.size() + 32);
+  line += "{\"type\":\"";
+  line += type;
+  line += "\",\"object\":";
+  line += text;
+  line += "}\n";
+  return line;
+}
+
+std::string expired_line(uint64_t requested, uint64_t oldest) {
+  json::value st = status_for(gone("too old resource version: " + std::to_string(requested) + " (" +
+                                   std::to_string(oldest) + ")"));
+  return watch_line("ERROR", json::dump(st));
+}
+
+resource_type builtin(std::string group, std::string version, std::string plural, std::string kind,
+                      bool namespaced, std::string singular, std::vector<std::string> short_names,
+                      bool status = false, std::vector<std::string> categories = {}) {
+  resource_type t;
+  t.res = {std::move(group), std::move(version), std::move(plural), std::move(kind), namespaced};
+  t.singular = std::move(singular);
+  t.short_names = std::move(short_names);
+  t.status_subresource = status;
+  t.categories = std::move(categories);
+  return t;
+}
+
+}  // namespace
+
+std::string type_id(const k8s::resource& r) {
+  return (r.group.empty() ? std::string("core") : r.group) + "/" + r.plural;
+}
+
+std::string_view reason_for(const error& e) {
+  if (!e.reason.empty()) return e.reason;
+  switch (e.code) {
+    case errc::not_found:
+      return "NotFound";
+    case errc::already_exists:
+      return "AlreadyExists";
+    case errc::conflict:
+      return "Conflict";
+    case errc::gone:
+      return "Expired";
+    case errc::invalid:
+      return "Invalid";
+    case errc::bad_request:
+    case errc::parse_error:
+    case errc::invalid_argument:
+      return "BadRequest";
+    case errc::forbidden:
+      return "Forbidden";
+    case errc::timeout:
+      return "Timeout";
+    default:
+      return "InternalError";
+  }
+}
+
+json::value status_for(const error& e) {
+  int code = e.http_status;
+  if (code == 0) {
+    switch (e.code) {
+      case errc::not_found:
+        code = 404;
+        break;
+      case errc::already_exists:
+      case errc::conflict:
+        code = 409;
+        break;
+      case errc::gone:
+        code = 410;
+        break;
+      case errc::invalid:
+        code = 422;
+        break;
+      case errc::bad_request:
+      case errc::parse_error:
+      case errc::invalid_argument:
+        code = 400;
+        break;
+      case errc::forbidden:
+        code = 403;
+        break;
+      default:
+        code = 500;
+    }
+  }
+  json::object st{
+      {"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object{}},
+      {"status", "Failure"}, {"message", e.message}, {"reason", std::string(reason_for(e))},
+      {"code", code}};
+  return st;
+}
+
+// ------------------------------------------------------------------------------------------
+// watch_stream
+
+watch_stream::~watch_stream() {
+  std::lock_guard lock(store_->mu_);
+  --store_->open_watches_;
+}
+
+bool watch_stream::closed() const {
+  std::lock_guard lock(store_->mu_);
+  return closed_;
+}
+
+void watch_stream::close() {
+  std::lock_guard lock(store_->mu_);
+  closed_ = true;
+  store_->cv_.notify_all();
+}
+
+bool watch_stream::matches(const stored_object& o) const {
+  if (!ns_.empty()) {
+    const auto* m = o.obj.at("metadata");
+    if (m == nullptr || m->get_string("namespace") != ns_) return false;
+  }
+  if (!labels_.empty() && !labels_.matches(o.labels)) return false;
+  for (const auto& f : fields_) {
+    bool eq = field_value(o.obj, f.path) == f.value;
+    if (eq == f.negate) return false;
+  }
+  return true;
+}
+
+const std::string& watch_stream::text_of(const stored_object& o, std::string& scratch) const {
+  if (!render_) return o.text;
+  scratch = render_(o);
+  return scratch;
+}
+
+std::vector<std::string> watch_stream::next(std::chrono::milliseconds max_wait) {
+  std::unique_lock lock(store_->mu_);
+  auto deadline = std::chrono::steady_clock::now() + max_wait;
+  for (;;) {
+    std::vector<std::string> out;
+    if (!pending_.empty()) {
+      out.swap(pending_);
+      if (expired_) closed_ = true;
+      return out;
+    }
+    if (closed_ || generation_ != store_->close_generation_) {
+      closed_ = true;
+      return out;
+    }
+    if (cursor_ < store_->compacted_rv_) {
+      // The history moved past this watcher (it was slow, or compact() ran): the client
+      // must relist, exactly as with etcd compaction.
+      out.push_back(expired_line(cursor_, store_->compacted_rv_ + 1));
+      closed_ = true;
+      return out;
+    }
+    const auto& h = store_->history_;
+    if (!h.empty() && cursor_ < store_->rv_) {
+      size_t i = cursor_ + 1 >= h.front().rv ? cursor_ + 1 - h.front().rv : 0;
+      std::string scratch;
+      for (; i < h.size() && out.size() < 1000; ++i) {
+        const auto& ev = h[i];
+        cursor_ = ev.rv;
+        if (ev.type_id != type_id_) continue;
+        bool now = matches(*ev.object);
+        if (ev.kind[0] == 'M') {
+          bool before = ev.previous != nullptr && matches(*ev.previous);
+          if (now && before)
+            out.push_back(watch_line("MODIFIED", text_of(*ev.object, scratch)));
+          else if (now)
+            out.push_back(watch_line("ADDED", text_of(*ev.object, scratch)));
+          else if (before)
+            out.push_back(watch_line("DELETED", text_of(*ev.object, scratch)));
+        } else if (now) {
+          out.push_back(watch_line(ev.kind, text_of(*ev.object, scratch)));
+        }
+      }
+    }
+    if (!out.empty()) return out;
+    if (store_->types_.count(type_id_) == 0) {  // a deleted CRD ends its watches
+      closed_ = true;
+      return out;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (bookmarks_ && now >= next_bookmark_) {
+      next_bookmark_ = now + store_->options_.bookmark_interval;
+      std::string obj = "{\"kind\":\"" + kind_ + "\",\"apiVersion\":\"" + api_version_ +
+                        "\",\"metadata\":{\"resourceVersion\":\"" + std::to_string(cursor_) +
+                        "\"}}";
+      out.push_back(watch_line("BOOKMARK", obj));
+      return out;
+    }
+    if (now >= deadline) return out;
+    auto until = deadline;
+    if (bookmarks_ && next_bookmark_ < until) until = next_bookmark_;
+    store_->cv_.wait_until(lock, until);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// store
+
+store::store(store_options options) : options_(options) {
+  std::lock_guard lock(mu_);
+  register_builtin_types();
+  for (const char* ns : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
+    auto* e = &types_.at("core/namespaces");
+    json::value obj = json::object{
+        {"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", json::object{{"name", ns}}}};
+    (void)create_locked(*e, "", std::move(obj));
+  }
+  dirty_ = false;
+}
+
+store::~store() {
+  close_watches();
+}
+
+void store::register_builtin_types() {
+  const std::vector<std::string> all{"all"};
+  for (auto t : {
+           builtin("", "v1", "namespaces", "Namespace", false, "namespace", {"ns"}, true),
+           builtin("", "v1", "configmaps", "ConfigMap", true, "configmap", {"cm"}),
+           builtin("", "v1", "secrets", "Secret", true, "secret", {}),
+           builtin("", "v1", "pods", "Pod", true, "pod", {"po"}, true, all),
+           builtin("", "v1", "services", "Service", true, "service", {"svc"}, true, all),
+           builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true,
+                   "persistentvolumeclaim", {"pvc"}, true),
+           builtin("", "v1", "persistentvolumes", "PersistentVolume", false, "persistentvolume",
+                   {"pv"}, true),
+           builtin("", "v1", "events", "Event", true, "event", {"ev"}),
+           builtin("", "v1", "serviceaccounts", "ServiceAccount", true, "serviceaccount", {"sa"}),
+           builtin("apps", "v1", "deployments", "Deployment", true, "deployment", {"deploy"}, true,
+                   all),
+           builtin("batch", "v1", "jobs", "Job", true, "job", {}, true, all),
+           builtin("coordination.k8s.io", "v1", "leases", "Lease", true, "lease", {}),
+           builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                   "CustomResourceDefinition", false, "customresourcedefinition", {"crd", "crds"},
+                   true),
+       }) {
+    register_type(std::move(t));
+  }
+}
+
+void store::register_type(resource_type t) {
+  auto& e = types_[type_id(t.res)];
+  std::string v = t.res.version;
+  e.versions[v] = std::move(t);
+}
+
+store::type_entry* store::entry_for(const resource_type& t) {
+  auto it = types_.find(type_id(t.res));
+  return it == types_.end() ? nullptr : &it->second;
+}
+const store::type_entry* store::entry_for(const resource_type& t) const {
+  auto it = types_.find(type_id(t.res));
+  return it == types_.end() ? nullptr : &it->second;
+}
+
+std::optional<resource_type> store::find_type(std::string_view group, std::string_view version,
+                                              std::string_view plural) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [id, e] : types_) {
+    auto it = e.versions.find(std::string(version));
+    if (it == e.versions.end()) continue;
+    const auto& t = it->second;
+    if (t.res.group != group) continue;
+    if (t.res.plural == plural) return t;
+  }
+  return std::nullopt;
+}
+
+std::vector<resource_type> store::types() const {
+  std::lock_guard lock(mu_);
+  std::vector<resource_type> out;
+  for (const auto& [id, e] : types_)
+    for (const auto& [v, t] : e.versions)
+      out.push_back(t);
+  return out;
+}
+
+uint64_t store::current_resource_version() const {
+  std::lock_guard lock(mu_);
+  return rv_;
+}
+
+bool store::dirty() const {
+  std::lock_guard lock(mu_);
+  return dirty_;
+}
+
+void store::track_owner_refs(const json::value& obj, int delta) {
+  for (const auto& uid : owner_uids(obj)) {
+    int& n = owner_ref_counts_[uid];
+    n += delta;
+    if (n <= 0) owner_ref_counts_.erase(uid);
+  }
+}
+
+object_ptr store::publish(type_entry& e, const std::string& key, json::value obj, const char* kind,
+                          object_ptr previous) {
+  ++rv_;
+  obj["metadata"].as_object().set("resourceVersion", std::to_string(rv_));
+  auto so = std::make_shared<stored_object>();
+  so->rv = rv_;
+  so->uid = std::string(obj.at("metadata")->get_string("uid"));
+  so->labels = labels_of(obj);
+  so->text = json::dump(obj);
+  so->obj = std::move(obj);
+  if (previous) track_owner_refs(previous->obj, -1);
+  track_owner_refs(so->obj, +1);
+  e.objects[key] = so;
+  uids_[so->uid] = {type_id(e.any().res), key};
+  history_.push_back({rv_, type_id(e.any().res), "", kind, so, std::move(previous)});
+  while (history_.size() > options_.history) {
+    compacted_rv_ = history_.front().rv;
+    history_.pop_front();
+  }
+  dirty_ = true;
+  cv_.notify_all();
+  return so;
+}
+
+void store::erase_object(type_entry& e, const std::string& key, object_ptr old) {
+  ++rv_;
+  json::value obj = old->obj;
+  obj["metadata"].as_object().set("resourceVersion", std::to_string(rv_));
+  auto so = std::make_shared<stored_object>();
+  so->rv = rv_;
+  so->uid = old->uid;
+  so->labels = old->labels;
+  so->text = json::dump(obj);
+  so->obj = std::move(obj);
+  track_owner_refs(old->obj, -1);
+  e.objects.erase(key);
+  uids_.erase(old->uid);
+  std::string tid = type_id(e.any().res);
+  history_.push_back({rv_, tid, "", "DELETED", so, nullptr});
+  while (history_.size() > options_.history) {
+    compacted_rv_ = history_.front().rv;
+    history_.pop_front();
+  }
+  dirty_ = true;
+  cv_.notify_all();
+  const auto& t = e.any();
+  bool is_crd = tid == "apiextensions.k8s.io/customresourcedefinitions";
+  bool namespaced = t.res.namespaced;
+  std::string ns(so->obj.at("metadata")->get_string("namespace"));
+  // `e` may be invalidated below (a deleted CRD drops its type entry).
+  if (owner_ref_counts_.count(so->uid) != 0) collect_garbage(so->uid);
+  if (is_crd) on_crd_changed(*so, true);
+  if (namespaced) finish_namespace_if_empty(ns);
+}
+
+expected<void> store::check_namespace(const type_entry& e, std::string_view ns) const {
+  if (!e.any().res.namespaced) return {};
+  if (ns.empty())
+    return bad_request("the namespace of the object must be set for namespaced resource " +
+                       e.any().res.plural);
+  const auto& nss = types_.at("core/namespaces").objects;
+  auto it = nss.find(object_key("", ns));
+  if (it == nss.end())
+    return api_error(errc::not_found, 404, "NotFound",
+                     "namespaces \"" + std::string(ns) + "\" not found");
+  if (it->second->obj.at_path({"metadata", "deletionTimestamp"}) != nullptr)
+    return api_error(errc::forbidden, 403, "Forbidden",
+                     "unable to create new content in namespace " + std::string(ns) +
+                         " because it is being terminated");
+  return {};
+}
+
+expected<object_ptr> store::get(const resource_type& t, std::string_view ns,
+                                std::string_view name) const {
+  std::lock_guard lock(mu_);
+  const auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, name);
+  auto it = e->objects.find(object_key(t.res.namespaced ? ns : "", name));
+  if (it == e->objects.end()) return not_found(t, name);
+  return it->second;
+}
+
+expected<list_result> store::list(const resource_type& t, std::string_view ns,
+                                  const list_options& o) const {
+  auto sel = k8s::label_selector::parse(o.label_selector);
+  if (!sel) return bad_request(sel.error().message);
+  auto fields = parse_field_selector(o.field_selector);
+  if (!fields) return fields.error();
+  std::lock_guard lock(mu_);
+  const auto* e = entry_for(t);
+  list_result r;
+  if (e == nullptr) return not_found(t, "");
+  uint64_t list_rv = rv_;
+  std::string start;
+  if (!o.continue_token.empty()) {
+    auto raw = base64url_decode(o.continue_token);
+    auto tok = raw ? json::parse(*raw) : expected<json::value>(bad_request("x"));
+    if (!tok || !tok->is_object())
+      return bad_request("continue key is not valid: could not decode the continue token");
+    list_rv = std::strtoull(std::string(tok->get_string("rv", "0")).c_str(), nullptr, 10);
+    start = std::string(tok->get_string("start"));
+    if (list_rv < compacted_rv_)
+      return gone(
+          "The provided continue parameter is too old to display a consistent list "
+          "result. You can start a new list without the continue parameter.");
+  }
+  std::string prefix = t.res.namespaced && !ns.empty() ? std::string(ns) + "/" : "";
+  auto it = start.empty() ? e->objects.lower_bound(prefix) : e->objects.upper_bound(start);
+  for (; it != e->objects.end(); ++it) {
+    if (!prefix.empty() && it->first.compare(0, prefix.size(), prefix) != 0) break;
+    const auto& so = *it->second;
+    if (!sel->empty() && !sel->matches(so.labels)) continue;
+    bool ok = true;
+    for (const auto& [path, value, negate] : *fields)
+      if ((field_value(so.obj, path) == value) == negate) ok = false;
+    if (!ok) continue;
+    if (o.limit > 0 && static_cast<int64_t>(r.items.size()) == o.limit) {
+      // More remain: hand out a token that resumes after the last item returned.
+      const auto* lm = r.items.back()->obj.at("metadata");
+      std::string last = object_key(lm->get_string("namespace"), lm->get_string("name"));
+      for (auto jt = it; jt != e->objects.end(); ++jt) {
+        if (!prefix.empty() && jt->first.compare(0, prefix.size(), prefix) != 0) break;
+        ++r.remaining;
+      }
+      json::value tok = json::object{{"rv", std::to_string(list_rv)}, {"start", last}};
+      r.continue_token = base64url_encode(json::dump(tok));
+      break;
+    }
+    r.items.push_back(it->second);
+  }
+  r.resource_version = std::to_string(list_rv);
+  return r;
+}
+
+expected<object_ptr> store::create(const resource_type& t, std::string_view ns, json::value obj) {
+  std::lock_guard lock(mu_);
+  auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, "");
+  return create_locked(*e, t.res.namespaced ? ns : "", std::move(obj));
+}
+
+expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, json::value obj) {
+  const resource_type& t = e.any();
+  if (!obj.is_object()) return bad_request("the object must be a JSON object");
+  if (auto* k = obj.at("kind"); k != nullptr && k->is_string() && k->as_string() != t.res.kind)
+    return bad_request("the kind of the object (" + k->as_string() +
+                       ") does not match the expected kind (" + t.res.kind + ")");
+  std::string api_version(obj.get_string("apiVersion"));
+  if (api_version.empty() || (api_version != t.res.api_version() &&
+                              (t.crd_name.empty() || api_version.rfind(t.res.group + "/", 0) != 0)))
+    api_version = t.res.api_version();
+  obj.as_object().set("apiVersion", api_version);
+  obj.as_object().set("kind", t.res.kind);
+  auto& meta = obj["metadata"];
+  if (!meta.is_object()) return bad_request("metadata must be an object");
+  std::string body_ns(meta.get_string("namespace"));
+  std::string target_ns(ns);
+  if (t.res.namespaced) {
+    if (target_ns.empty()) target_ns = body_ns;
+    if (!body_ns.empty() && body_ns != target_ns)
+      return bad_request(
+          "the namespace of the provided object does not match the namespace sent on the request");
+    meta.as_object().set("namespace", target_ns);
+  } else {
+    meta.as_object().erase("namespace");
+  }
+  std::string name(meta.get_string("name"));
+  std::string generate(meta.get_string("generateName"));
+  bool label_name = t.res.plural == "namespaces";
+  if (name.empty() && !generate.empty()) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      name = generate + random_suffix();
+      if (e.objects.count(object_key(target_ns, name)) == 0) break;
+    }
+    meta.as_object().set("name", name);
+  }
+  if (name.empty())
+    return invalid(t, "", "metadata.name: Required value: name or generateName is required");
+  if (auto why = validate_name(name, label_name); !why.empty())
+    return invalid(t, name, "metadata.name: Invalid value: \"" + name + "\": " + why);
+  if (t.res.namespaced)
+    if (auto ok = check_namespace(e, target_ns); !ok) return ok.error();
+  std::string key = object_key(target_ns, name);
+  if (e.objects.count(key) != 0)
+    return api_error(errc::already_exists, 409, "AlreadyExists",
+                     group_resource(t) + " \"" + name + "\" already exists");
+  if (const auto* l = meta.at("labels"); l != nullptr && !l->is_null()) {
+    if (!l->is_object()) return invalid(t, name, "metadata.labels: Invalid value: must be a map");
+    for (const auto& [k, v] : l->as_object())
+      if (!k8s::label_selector::valid_key(k) || !v.is_string() ||
+          !k8s::label_selector::valid_value(v.as_string()))
+        return invalid(t, name, "metadata.labels: Invalid value: \"" + k + "\": not a valid label");
+  }
+  bool is_crd = t.res.group == "apiextensions.k8s.io";
+  if (is_crd) {
+    const auto* spec = obj.at("spec");
+    std::string group(spec != nullptr ? spec->get_string("group") : "");
+    const auto* names = spec != nullptr ? spec->at("names") : nullptr;
+    std::string plural(names != nullptr ? names->get_string("plural") : "");
+    std::string kind(names != nullptr ? names->get_string("kind") : "");
+    const auto* versions = spec != nullptr ? spec->at("versions") : nullptr;
+    std::string scope(spec != nullptr ? spec->get_string("scope") : "");
+    if (group.empty() || plural.empty() || kind.empty())
+      return invalid(
+          t, name,
+          "spec: Required value: spec.group, spec.names.plural and spec.names.kind are required");
+    if (name != plural + "." + group)
+      return invalid(t, name,
+                     "metadata.name: Invalid value: \"" + name +
+                         "\": must be spec.names.plural+\".\"+spec.group");
+    if (versions == nullptr || !versions->is_array() || versions->as_array().empty())
+      return invalid(t, name, "spec.versions: Invalid value: must have at least one version");
+    if (scope != "Namespaced" && scope != "Cluster")
+      return invalid(t, name,
+                     "spec.scope: Unsupported value: \"" + scope +
+                         "\": supported values: \"Cluster\", \"Namespaced\"");
+    std::string now = now_rfc3339();
+    json::array stored;
+    for (const auto& v : versions->as_array())
+      if (v.get_bool("storage")) stored.emplace_back(std::string(v.get_string("name")));
+    obj.as_object().set(
+        "status",
+        json::object{
+            {"conditions",
+             json::array{json::object{{"type", "NamesAccepted"},
+                                      {"status", "True"},
+                                      {"lastTransitionTime", now},
+                                      {"reason", "NoConflicts"},
+                                      {"message", "no conflicts found"}},
+                         json::object{{"type", "Established"},
+                                      {"status", "True"},
+                                      {"lastTransitionTime", now},
+                                      {"reason", "InitialNamesAccepted"},
+                                      {"message", "the initial names have been accepted"}}}},
+            {"acceptedNames", *names},
+            {"storedVersions", std::move(stored)}});
+  } else if (!t.crd_name.empty() && t.status_subresource) {
+    obj.as_object().erase("status");  // as kube-apiserver: status is not settable on create
+  }
+  if (t.res.plural == "secrets" && t.res.group.empty()) fold_string_data(obj);
+  auto& m = obj["metadata"].as_object();
+  m.set("uid", new_uid());
+  m.set("creationTimestamp", now_rfc3339());
+  m.set("generation", int64_t{1});
+  m.erase("deletionTimestamp");
+  m.erase("deletionGracePeriodSeconds");
+  m.erase("resourceVersion");
+  m.erase("selfLink");
+  if (t.res.plural == "namespaces" && obj.at("status") == nullptr)
+    obj.as_object().set("status", json::object{{"phase", "Active"}});
+  auto so = publish(e, key, std::move(obj), "ADDED", nullptr);
+  if (is_crd) on_crd_changed(*so, false);
+  return so;
+}
+
+expected<object_ptr> store::update(const resource_type& t, std::string_view ns,
+                                   std::string_view name, json::value obj, bool status_only) {
+  std::lock_guard lock(mu_);
+  auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, name);
+  return update_locked(*e, t.res.namespaced ? ns : "", name, std::move(obj), status_only);
+}
+
+expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, std::string_view name,
+                                          json::value obj, bool status_only) {
+  const resource_type& t = e.any();
+  if (!obj.is_object()) return bad_request("the object must be a JSON object");
+  std::string key = object_key(ns, name);
+  auto it = e.objects.find(key);
+  if (it == e.objects.end()) return not_found(t, name);
+  object_ptr cur = it->second;
+  auto* meta = obj.at("metadata");
+  if (meta == nullptr || !meta->is_object()) return bad_request("metadata must be an object");
+  std::string body_name(meta->get_string("name"));
+  if (!body_name.empty() && body_name != name)
+    return bad_request("the name of the object (" + body_name +
+                       ") does not match the name on the URL (" + std::string(name) + ")");
+  std::string body_ns(meta->get_string("namespace"));
+  if (t.res.namespaced && !body_ns.empty() && body_ns != ns)
+    return bad_request(
+        "the namespace of the provided object does not match the namespace sent on the request");
+  if (auto* k = obj.at("kind"); k != nullptr && k->is_string() && k->as_string() != t.res.kind)
+    return bad_request("the kind of the object (" + k->as_string() +
+                       ") does not match the expected kind (" + t.res.kind + ")");
+  std::string body_rv(meta->get_string("resourceVersion"));
+  if (!body_rv.empty() && body_rv != std::to_string(cur->rv)) return conflict(t, name);
+  const json::value& old = cur->obj;
+  const auto* old_meta = old.at("metadata");
+
+  json::value next;
+  if (status_only) {
+    next = old;
+    if (const auto* st = obj.at("status"))
+      next.as_object().set("status", *st);
+    else
+      next.as_object().erase("status");
+  } else {
+    next = std::move(obj);
+    if (t.status_subresource) {
+      if (const auto* st = old.at("status"))
+        next.as_object().set("status", *st);
+      else
+        next.as_object().erase("status");
+    }
+    auto& m = next["metadata"].as_object();
+    m.set("name", std::string(name));
+    if (t.res.namespaced)
+      m.set("namespace", std::string(ns));
+    else
+      m.erase("namespace");
+    for (const char* f :
+         {"uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"}) {
+      if (const auto* v = old_meta->at(f))
+        m.set(f, *v);
+      else
+        m.erase(f);
+    }
+    if (const auto* l = m.find("labels"); l != nullptr && !l->is_null()) {
+      if (!l->is_object()) return invalid(t, name, "metadata.labels: Invalid value: must be a map");
+      for (const auto& [k, v] : l->as_object())
+        if (!k8s::label_selector::valid_key(k) || !v.is_string() ||
+            !k8s::label_selector::valid_value(v.as_string()))
+          return invalid(t, name,
+                         "metadata.labels: Invalid value: \"" + k + "\": not a valid label");
+    }
+    if (old_meta->at("deletionTimestamp") != nullptr) {
+      auto before = string_list(old_meta->at("finalizers"));
+      for (const auto& f : string_list(m.find("finalizers")))
+        if (std::find(before.begin(), before.end(), f) == before.end())
+          return invalid(t, name,
+                         "metadata.finalizers: Forbidden: no new finalizers can be added if the "
+                         "object is being deleted, found new finalizers []string{\"" +
+                             f + "\"}");
+    }
+  }
+  if (t.res.plural == "secrets" && t.res.group.empty()) fold_string_data(next);
+  next.as_object().set("apiVersion", std::string(old.get_string("apiVersion")));
+  next.as_object().set("kind", t.res.kind);
+  int64_t gen = old_meta->get_int("generation", 1);
+  if (!same_spec(old, next)) ++gen;
+  auto& nm = next["metadata"].as_object();
+  nm.set("generation", gen);
+  nm.set("resourceVersion", std::to_string(cur->rv));
+  if (next == old) return cur;  // a no-op update: no new resourceVersion, no event
+  if (next.at("metadata")->at("deletionTimestamp") != nullptr && !has_finalizers(next)) {
+    // The last finalizer is gone from an object being deleted: now it really goes.
+    auto tmp = std::make_shared<stored_object>(*cur);
+    tmp->obj = std::move(next);
+    erase_object(e, key, tmp);
+    return object_ptr(tmp);  // the deletion's resourceVersion is in the DELETED event
+  }
+  auto so = publish(e, key, std::move(next), "MODIFIED", cur);
+  if (t.res.group == "apiextensions.k8s.io") on_crd_changed(*so, false);
+  return so;
+}
+
+expected<object_ptr> store::patch(const resource_type& t, std::string_view ns,
+                                  std::string_view name, patch_type type, const json::value& patch,
+                                  bool status_only) {
+  std::lock_guard lock(mu_);
+  auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, name);
+  std::string sns = t.res.namespaced ? std::string(ns) : std::string();
+  auto it = e->objects.find(object_key(sns, name));
+  if (it == e->objects.end()) return not_found(t, name);
+  json::value patched;
+  switch (type) {
+    case patch_type::merge:
+      if (!patch.is_object()) return bad_request("a merge patch must be a JSON object");
+      patched = json::merge_patch(it->second->obj, patch);
+      break;
+    case patch_type::strategic:
+      if (!patch.is_object()) return bad_request("a strategic merge patch must be a JSON object");
+      patched = strategic_merge(it->second->obj, patch);
+      break;
+    case patch_type::json: {
+      if (!patch.is_array()) return bad_request("a JSON patch must be a JSON array of operations");
+      auto r = json::json_patch(it->second->obj, patch);
+      if (!r) {
+        auto err = r.error();
+        // A failed "test" is a conflict-free rejection in Kubernetes: 422 Invalid.
+        return api_error(errc::invalid, 422, "Invalid",
+                         "the JSON patch could not be applied: " + err.message);
+      }
+      patched = std::move(*r);
+      break;
+    }
+  }
+  return update_locked(*e, sns, name, std::move(patched), status_only);
+}
+
+expected<delete_result> store::remove(const resource_type& t, std::string_view ns,
+                                      std::string_view name, const delete_options& o) {
+  std::lock_guard lock(mu_);
+  auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, name);
+  return remove_locked(*e, t.res.namespaced ? ns : "", name, o);
+}
+
+expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
+                                             std::string_view name, const delete_options& o) {
+  const resource_type t = e.any();
+  std::string key = object_key(ns, name);
+  auto it = e.objects.find(key);
+  if (it == e.objects.end()) return not_found(t, name);
+  object_ptr cur = it->second;
+  if (!o.precondition_uid.empty() && o.precondition_uid != cur->uid)
+    return api_error(errc::conflict, 409, "Conflict",
+                     "Precondition failed: UID in precondition: " + o.precondition_uid +
+                         ", UID in object meta: " + cur->uid);
+  if (!o.precondition_rv.empty() && o.precondition_rv != std::to_string(cur->rv))
+    return api_error(errc::conflict, 409, "Conflict",
+                     "Precondition failed: ResourceVersion in precondition: " + o.precondition_rv +
+                         ", ResourceVersion in object meta: " + std::to_string(cur->rv));
+  if (o.propagation_policy == "Orphan" && owner_ref_counts_.count(cur->uid) != 0) {
+    // Orphan: dependents lose their reference to this owner and stay.
+    std::vector<std::pair<std::string, std::string>> deps;
+    for (auto& [tid, te] : types_)
+      for (auto& [k, so] : te.objects) {
+        auto uids = owner_uids(so->obj);
+        if (std::find(uids.begin(), uids.end(), cur->uid) != uids.end()) deps.emplace_back(tid, k);
+      }
+    for (const auto& [tid, k] : deps) {
+      auto& te = types_.at(tid);
+      auto dit = te.objects.find(k);
+      if (dit == te.objects.end()) continue;
+      json::value obj = dit->second->obj;
+      json::array kept;
+      for (const auto& r : obj.at_path({"metadata", "ownerReferences"})->as_array())
+        if (r.get_string("uid") != cur->uid) kept.push_back(r);
+      if (kept.empty())
+        obj["metadata"].as_object().erase("ownerReferences");
+      else
+        obj["metadata"].as_object().set("ownerReferences", std::move(kept));
+      publish(te, k, std::move(obj), "MODIFIED", dit->second);
+    }
+  }
+  if (t.res.plural == "namespaces" && t.res.group.empty()) {
+    // Deleting a namespace deletes everything in it; it goes once the last object is gone.
+    std::vector<std::pair<std::string, std::string>> contents;
+    for (auto& [tid, te] : types_) {
+      if (!te.any().res.namespaced) continue;
+      std::string prefix = std::string(name) + "/";
+      for (auto oit = te.objects.lower_bound(prefix);
+           oit != te.objects.end() && oit->first.compare(0, prefix.size(), prefix) == 0; ++oit)
+        contents.emplace_back(tid, oit->first);
+    }
+    if (cur->obj.at_path({"metadata", "deletionTimestamp"}) == nullptr) {
+      json::value obj = cur->obj;
+      obj["metadata"].as_object().set("deletionTimestamp", now_rfc3339());
+      obj["status"].as_object().set("phase", "Terminating");
+      cur = publish(e, key, std::move(obj), "MODIFIED", cur);
+    }
+    for (const auto& [tid, k] : contents) {
+      auto tit = types_.find(tid);
+      if (tit == types_.end()) continue;
+      auto slash = k.find('/');
+      if (tit->second.objects.count(k) != 0)
+        (void)remove_locked(tit->second, k.substr(0, slash), k.substr(slash + 1), {});
+    }
+    auto& nss = types_.at("core/namespaces").objects;
+    auto nit = nss.find(key);
+    if (nit == nss.end()) return delete_result{cur, true};
+    return delete_result{nit->second, false};
+  }
+  if (has_finalizers(cur->obj)) {
+    if (cur->obj.at_path({"metadata", "deletionTimestamp"}) != nullptr)
+      return delete_result{cur, false};
+    json::value obj = cur->obj;
+    auto& m = obj["metadata"].as_object();
+    m.set("deletionTimestamp", now_rfc3339());
+    m.set("deletionGracePeriodSeconds", int64_t{0});
+    m.set("generation", obj.at("metadata")->get_int("generation", 1) + 1);
+    auto so = publish(e, key, std::move(obj), "MODIFIED", cur);
+    return delete_result{so, false};
+  }
+  erase_object(e, key, cur);
+  return delete_result{cur, true};
+}
+
+void store::collect_garbage(const std::string& owner_uid) {
+  std::vector<std::pair<std::string, std::string>> deps;
+  for (auto& [tid, te] : types_)
+    for (auto& [k, so] : te.objects) {
+      auto uids = owner_uids(so->obj);
+      if (std::find(uids.begin(), uids.end(), owner_uid) != uids.end()) deps.emplace_back(tid, k);
+    }
+  for (const auto& [tid, k] : deps) {
+    auto tit = types_.find(tid);
+    if (tit == types_.end()) continue;
+    auto oit = tit->second.objects.find(k);
+    if (oit == tit->second.objects.end()) continue;
+    auto uids = owner_uids(oit->second->obj);
+    bool any_alive = std::any_of(uids.begin(), uids.end(),
+                                 [&](const std::string& u) { return uids_.count(u) != 0; });
+    if (!any_alive) {
+      auto slash = k.find('/');
+      (void)remove_locked(tit->second, k.substr(0, slash), k.substr(slash + 1), {});
+    } else {
+      // Some owners live on: drop only the references to owners that are gone.
+      json::value obj = oit->second->obj;
+      json::array kept;
+      for (const auto& r : obj.at_path({"metadata", "ownerReferences"})->as_array())
+        if (uids_.count(std::string(r.get_string("uid"))) != 0) kept.push_back(r);
+      obj["metadata"].as_object().set("ownerReferences", std::move(kept));
+      publish(tit->second, k, std::move(obj), "MODIFIED", oit->second);
+    }
+  }
+}
+
+void store::finish_namespace_if_empty(const std::string& ns) {
+  auto& nss = types_.at("core/namespaces");
+  auto key = object_key("", ns);
+  auto it = nss.objects.find(key);
+  if (it == nss.objects.end()) return;
+  if (it->second->obj.at_path({"metadata", "deletionTimestamp"}) == nullptr) return;
+  if (has_finalizers(it->second->obj)) return;
+  std::string prefix = ns + "/";
+  for (auto& [tid, te] : types_) {
+    auto oit = te.objects.lower_bound(prefix);
+    if (oit != te.objects.end() && oit->first.compare(0, prefix.size(), prefix) == 0) return;
+  }
+  erase_object(nss, key, it->second);
+}
+
+void store::on_crd_changed(const stored_object& crd, bool deleted) {
+  const auto* spec = crd.obj.at("spec");
+  if (spec == nullptr) return;
+  std::string crd_name(crd.obj.at("metadata")->get_string("name"));
+  std::string group(spec->get_string("group"));
+  const auto* names = spec->at("names");
+  if (names == nullptr) return;
+  std::string plural(names->get_string("plural"));
+  std::string tid = group + "/" + plural;
+  if (deleted) {
+    auto it = types_.find(tid);
+    if (it == types_.end()) return;
+    std::vector<std::string> keys;
+    for (const auto& [k, so] : it->second.objects)
+      keys.push_back(k);
+    for (const auto& k : keys) {
+      auto oit = it->second.objects.find(k);
+      if (oit != it->second.objects.end()) erase_object(it->second, k, oit->second);
+    }
+    types_.erase(tid);
+    return;
+  }
+  std::map<std::string, resource_type> versions;
+  const auto* vs = spec->at("versions");
+  if (vs == nullptr || !vs->is_array()) return;
+  for (const auto& v : vs->as_array()) {
+    if (!v.get_bool("served", true)) continue;
+    resource_type t;
+    t.res = {group, std::string(v.get_string("name")), plural,
+             std::string(names->get_string("kind")), spec->get_string("scope") != "Cluster"};
+    t.singular = std::string(names->get_string("singular"));
+    if (t.singular.empty()) {
+      t.singular = t.res.kind;
+      std::transform(t.singular.begin(), t.singular.end(), t.singular.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+    }
+    t.short_names = string_list(names->at("shortNames"));
+    t.categories = string_list(names->at("categories"));
+    t.status_subresource = v.at_path({"subresources", "status"}) != nullptr;
+    t.crd_name = crd_name;
+    if (const auto* cols = v.at("additionalPrinterColumns"); cols != nullptr && cols->is_array())
+      for (const auto& c : cols->as_array())
+        t.columns.push_back({std::string(c.get_string("name")), std::string(c.get_string("type")),
+                             std::string(c.get_string("jsonPath")),
+                             std::string(c.get_string("description")), c.get_int("priority")});
+    versions[t.res.version] = std::move(t);
+  }
+  if (versions.empty()) {
+    types_.erase(tid);
+    return;
+  }
+  types_[tid].versions = std::move(versions);
+}
+
+expected<list_result> store::remove_collection(const resource_type& t, std::string_view ns,
+                                               const list_options& o, const delete_options& d) {
+  list_options all = o;
+  all.limit = 0;
+  all.continue_token.clear();
+  auto matched = list(t, ns, all);
+  if (!matched) return matched;
+  std::lock_guard lock(mu_);
+  auto* e = entry_for(t);
+  if (e == nullptr) return not_found(t, "");
+  for (const auto& so : matched->items) {
+    const auto* m = so->obj.at("metadata");
+    if (e->objects.count(object_key(m->get_string("namespace"), m->get_string("name"))) == 0)
+      continue;
+    (void)remove_locked(*e, m->get_string("namespace"), m->get_string("name"), d);
+    e = entry_for(t);  // a CRD collection delete may drop entries
+    if (e == nullptr) break;
+  }
+  return matched;
+}
+
+expected<std::unique_ptr<watch_stream>> store::watch(const resource_type& t, std::string_view ns,
+                                                     const watch_options& o) {
+  auto sel = k8s::label_selector::parse(o.label_selector);
+  if (!sel) return bad_request(sel.error().message);
+  auto fields = parse_field_selector(o.field_selector);
+  if (!fields) return fields.error();
+  uint64_t from = 0;
+  bool from_now = o.resource_version.empty() || o.resource_version == "0";
+  if (!from_now) {
+    char* end = nullptr;
+    from = std::strtoull(o.resource_version.c_str(), &end, 10);
+    if (*end != '\0') return bad_request("invalid resource version \"" + o.resource_version + "\"");
+  }
+  std::unique_ptr<watch_stream> w(new watch_stream());
+  w->store_ = this;
+  w->type_id_ = type_id(t.res);
+  w->ns_ = t.res.namespaced ? std::string(ns) : std::string();
+  w->labels_ = std::move(*sel);
+  for (auto& [p, v, n] : *fields)
+    w->fields_.push_back({p, v, n});
+  w->kind_ = t.res.kind;
+  w->api_version_ = t.res.api_version();
+  w->bookmarks_ = o.allow_bookmarks;
+  w->render_ = o.render;
+  std::lock_guard lock(mu_);
+  ++open_watches_;
+  w->generation_ = close_generation_;
+  w->next_bookmark_ = std::chrono::steady_clock::now() + options_.bookmark_interval;
+  const auto* e = entry_for(t);
+  if (e == nullptr) {
+    w->closed_ = true;
+    return w;
+  }
+  if (from_now) {
+    std::string scratch;
+    for (const auto& [k, so] : e->objects)
+      if (w->matches(*so)) w->pending_.push_back(watch_line("ADDED", w->text_of(*so, scratch)));
+    w->cursor_ = rv_;
+  } else if (from < compacted_rv_) {
+    w->pending_.push_back(expired_line(from, compacted_rv_ + 1));
+    w->expired_ = true;
+  } else {
+    w->cursor_ = from;
+  }
+  return w;
+}
+
+size_t store::open_watch_count() const {
+  std::lock_guard lock(mu_);
+  return open_watches_;
+}
+
+void store::compact() {
+  std::lock_guard lock(mu_);
+  history_.clear();
+  compacted_rv_ = rv_;
+  cv_.notify_all();
+}
+
+void store::close_watches() {
+  std::lock_guard lock(mu_);
+  ++close_generation_;
+  cv_.notify_all();
+}
+
+expected<void> store::save(const std::string& path) const {
+  std::string out;
+  {
+    std::lock_guard lock(mu_);
+    out += "{\"kind\":\"TidesyncSimulationState\",\"resourceVersion\":\"" + std::to_string(rv_) +
+           "\",\"items\":[";
+    bool first = true;
+    auto emit = [&](const resource_type& t, const stored_object& so) {
+      if (!first) out += ",\n";
+      first = false;
+      out += "{\"group\":";
+      json::append_quoted(out, t.res.group);
+      out += ",\"plural\":";
+      json::append_quoted(out, t.res.plural);
+      out += ",\"object\":";
+      out += so.text;
+      out += "}";
+    };
+    // CRDs first, so loading registers their types before their objects arrive.
+    const auto& crds = types_.at("apiextensions.k8s.io/customresourcedefinitions");
+    for (const auto& [k, so] : crds.objects)
+      emit(crds.any(), *so);
+    for (const auto& [tid, te] : types_) {
+      if (&te == &crds) continue;
+      for (const auto& [k, so] : te.objects)
+        emit(te.any(), *so);
+    }
+    out += "]}\n";
+    dirty_ = false;
+  }
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return make_error(errc::io_error, "cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return make_error(errc::io_error, "cannot write " + tmp + ": " + std::strerror(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    return make_error(errc::io_error, "cannot flush " + tmp + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return make_error(errc::io_error,
+                      "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  return {};
+}
+
+expected<void> store::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(errc::not_found, "no saved state at " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto doc = json::parse(ss.str());
+  if (!doc)
+    return make_error(errc::parse_error,
+                      "saved state " + path + " is not valid JSON: " + doc.error().message);
+  const auto* items = doc->at("items");
+  if (items == nullptr || !items->is_array())
+    return make_error(errc::parse_error, "saved state " + path + " has no items list");
+  std::lock_guard lock(mu_);
+  uint64_t max_rv =
+      std::strtoull(std::string(doc->get_string("resourceVersion", "0")).c_str(), nullptr, 10);
+  for (auto& [tid, te] : types_)
+    te.objects.clear();
+  uids_.clear();
+  owner_ref_counts_.clear();
+  for (const auto& item : items->as_array()) {
+    std::string tid = (item.get_string("group").empty() ? std::string("core")
+                                                        : std::string(item.get_string("group"))) +
+                      "/" + std::string(item.get_string("plural"));
+    auto tit = types_.find(tid);
+    const auto* obj = item.at("object");
+    if (tit == types_.end() || obj == nullptr || !obj->is_object()) continue;  // type gone: skip
+    auto so = std::make_shared<stored_object>();
+    so->obj = *obj;
+    so->text = json::dump(so->obj);
+    so->rv = std::strtoull(
+        std::string(obj->at("metadata")->get_string("resourceVersion", "0")).c_str(), nullptr, 10);
+    so->uid = std::string(obj->at("metadata")->get_string("uid"));
+    so->labels = labels_of(so->obj);
+    max_rv = std::max(max_rv, so->rv);
+    const auto* m = obj->at("metadata");
+    std::string key = object_key(tit->second.any().res.namespaced ? m->get_string("namespace") : "",
+                                 m->get_string("name"));
+    tit->second.objects[key] = so;
+    uids_[so->uid] = {tid, key};
+    track_owner_refs(so->obj, +1);
+    if (tid == "apiextensions.k8s.io/customresourcedefinitions") on_crd_changed(*so, false);
+  }
+  rv_ = std::max(rv_, max_rv);
+  history_.clear();
+  compacted_rv_ = rv_;
+  dirty_ = false;
+  cv_.notify_all();
+  return {};
+}
+
+}  // namespace tidesync::apiserver

@@ -1,0 +1,276 @@
+// `tidesync simulate`: the embedded Kubernetes API server on 127.0.0.1, with a kubeconfig for
+// kubectl, state saved across restarts, and manifests applied at start.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "runtime/apiserver/manifest.hpp"
+#include "runtime/apiserver/server.hpp"
+#include "runtime/apiserver/store.hpp"
+#include "runtime/cli/commands.hpp"
+#include "runtime/log.hpp"
+
+namespace tidesync::cli {
+namespace {
+
+constexpr const char* kUsage =
+    R"(Usage: tidesync simulate [--port N] [--kubeconfig PATH] [--data-dir DIR]
+                         [--no-controller] [--history N] [MANIFEST_OR_DIR ...]
+
+Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
+(discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
+kubeconfig for kubectl, applies the given manifests, and serves until SIGINT or SIGTERM.
+
+Flags:
+  --port N           port to listen on (default 0: pick a free one)
+  --kubeconfig PATH  where to write the kubeconfig (default <data-dir>/kubeconfig)
+  --data-dir DIR     state directory; objects are saved to DIR/state.json on exit and at
+                     most once a second while they change, and loaded on start
+                     (default ./.tidesync-sim)
+  --no-controller    do not run the controller in this process (accepted now; the
+                     controller is not part of this build yet, so nothing else runs)
+  --history N        watch events kept for resuming a watch (default 10000); a watch from
+                     an older resourceVersion gets 410 Expired
+  -h, --help         show this help
+
+MANIFEST_OR_DIR: YAML or JSON files (multi-document) or directories of *.yaml, *.yml,
+*.json files, applied in order (created, or updated when they exist).
+
+Once ready, prints one line:
+  tidesync simulate: API server on http://127.0.0.1:PORT, kubeconfig at PATH
+)";
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "tidesync simulate: %s\n\n%s", msg.c_str(), kUsage);
+  return 2;
+}
+
+expected<void> write_file_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return make_error(errc::io_error, "cannot write " + tmp);
+    out << text;
+    if (!out.flush()) return make_error(errc::io_error, "cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    return make_error(errc::io_error, "cannot rename " + tmp + " to " + path + ": " + ec.message());
+  return {};
+}
+
+std::string kubeconfig_text(int port) {
+  std::string server = "http://127.0.0.1:" + std::to_string(port);
+  return "apiVersion: v1\n"
+         "kind: Config\n"
+         "clusters:\n"
+         "- name: tidesync-simulate\n"
+         "  cluster:\n"
+         "    server: " +
+         server +
+         "\n"
+         "contexts:\n"
+         "- name: tidesync-simulate\n"
+         "  context:\n"
+         "    cluster: tidesync-simulate\n"
+         "    namespace: default\n"
+         "    user: tidesync-simulate\n"
+         "current-context: tidesync-simulate\n"
+         "users:\n"
+         "- name: tidesync-simulate\n"
+         "  user: {}\n"
+         "preferences: {}\n";
+}
+
+// Create, or update when it exists (what `kubectl apply` does, without the three-way merge).
+expected<void> apply(apiserver::store& st, const apiserver::manifest_document& doc) {
+  const json::value& obj = doc.object;
+  std::string api_version(obj.get_string("apiVersion"));
+  std::string kind(obj.get_string("kind"));
+  std::string group, version = api_version;
+  if (auto slash = api_version.find('/'); slash != std::string::npos) {
+    group = api_version.substr(0, slash);
+    version = api_version.substr(slash + 1);
+  }
+  std::optional<apiserver::resource_type> type;
+  for (auto& t : st.types())
+    if (t.res.group == group && t.res.version == version && t.res.kind == kind) type = t;
+  if (!type)
+    return make_error(errc::not_found, doc.source + ": no resource type for kind \"" + kind +
+                                           "\" in " + api_version +
+                                           " (apply its CustomResourceDefinition first)");
+  std::string ns;
+  std::string name;
+  if (const auto* m = obj.at("metadata")) {
+    ns = std::string(m->get_string("namespace"));
+    name = std::string(m->get_string("name"));
+  }
+  if (type->res.namespaced && ns.empty()) ns = "default";
+  auto created = st.create(*type, ns, obj);
+  if (created) return {};
+  if (created.error().code != errc::already_exists)
+    return make_error(created.error().code, doc.source + ": " + created.error().message);
+  auto cur = st.get(*type, ns, name);
+  if (!cur) return make_error(cur.error().code, doc.source + ": " + cur.error().message);
+  json::value next = obj;
+  next["metadata"].as_object().set("resourceVersion", std::to_string((*cur)->rv));
+  auto updated = st.update(*type, ns, name, std::move(next));
+  if (!updated)
+    return make_error(updated.error().code, doc.source + ": " + updated.error().message);
+  return {};
+}
+
+}  // namespace
+
+int run_simulate(int argc, char** argv) {
+  int port = 0;
+  std::string kubeconfig, data_dir = "./.tidesync-sim";
+  size_t history = 10000;
+  std::vector<std::string> manifests;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      std::string prefix = std::string(flag) + "=";
+      if (a.rfind(prefix, 0) == 0) return argv[i] + prefix.size();
+      if (a == flag) return i + 1 < argc ? argv[++i] : nullptr;
+      return nullptr;
+    };
+    auto is = [&](const char* flag) {
+      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (is("--port")) {
+      const char* v = value("--port");
+      char* end = nullptr;
+      long p = v != nullptr ? std::strtol(v, &end, 10) : -1;
+      if (v == nullptr || *end != '\0' || p < 0 || p > 65535)
+        return usage_error("--port needs a number 0-65535");
+      port = static_cast<int>(p);
+    } else if (is("--kubeconfig")) {
+      const char* v = value("--kubeconfig");
+      if (v == nullptr || *v == '\0') return usage_error("--kubeconfig needs a path");
+      kubeconfig = v;
+    } else if (is("--data-dir")) {
+      const char* v = value("--data-dir");
+      if (v == nullptr || *v == '\0') return usage_error("--data-dir needs a directory");
+      data_dir = v;
+    } else if (is("--history")) {
+      const char* v = value("--history");
+      char* end = nullptr;
+      long long n = v != nullptr ? std::strtoll(v, &end, 10) : -1;
+      if (v == nullptr || *end != '\0' || n < 1)
+        return usage_error("--history needs a positive number");
+      history = static_cast<size_t>(n);
+    } else if (a == "--no-controller") {
+      // Accepted for forward compatibility: the controller is not in this build yet.
+    } else if (!a.empty() && a[0] == '-') {
+      return usage_error("unknown flag " + a);
+    } else {
+      manifests.push_back(a);
+    }
+  }
+  auto log = tidesync::log::get("simulate");
+
+  // Read every manifest before starting anything: a typo should not leave a server behind.
+  std::vector<apiserver::manifest_document> docs;
+  for (const auto& m : manifests) {
+    auto loaded = apiserver::load_manifests(m);
+    if (!loaded) {
+      std::fprintf(stderr, "tidesync simulate: %s\n", loaded.error().message.c_str());
+      return 2;
+    }
+    for (auto& d : *loaded)
+      docs.push_back(std::move(d));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "tidesync simulate: cannot create data dir %s: %s\n", data_dir.c_str(),
+                 ec.message().c_str());
+    return 1;
+  }
+  if (kubeconfig.empty()) kubeconfig = (std::filesystem::path(data_dir) / "kubeconfig").string();
+  std::string state_path = (std::filesystem::path(data_dir) / "state.json").string();
+
+  // Signals are taken synchronously by this thread; every other thread starts with them
+  // blocked, so SIGINT/SIGTERM never interrupt a server thread.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  apiserver::store_options so;
+  so.history = history;
+  apiserver::store st(so);
+  if (std::filesystem::exists(state_path, ec)) {
+    auto loaded = st.load(state_path);
+    if (!loaded) {
+      std::fprintf(stderr, "tidesync simulate: %s (move it away to start empty)\n",
+                   loaded.error().message.c_str());
+      return 1;
+    }
+    log->info("loaded saved state from {} (resourceVersion {})", state_path,
+              st.current_resource_version());
+  }
+
+  apiserver::server_options opts;
+  opts.port = port;
+  apiserver::server srv(st, opts);
+  auto bound = srv.start();
+  if (!bound) {
+    std::fprintf(stderr, "tidesync simulate: %s\n", bound.error().message.c_str());
+    return 1;
+  }
+  if (auto w = write_file_atomic(kubeconfig, kubeconfig_text(*bound)); !w) {
+    std::fprintf(stderr, "tidesync simulate: %s\n", w.error().message.c_str());
+    srv.stop();
+    return 1;
+  }
+  for (const auto& d : docs) {
+    if (auto a = apply(st, d); !a) {
+      std::fprintf(stderr, "tidesync simulate: cannot apply %s\n", a.error().message.c_str());
+      srv.stop();
+      return 1;
+    }
+  }
+  if (!docs.empty()) log->info("applied {} object(s)", docs.size());
+  std::printf("tidesync simulate: API server on http://127.0.0.1:%d, kubeconfig at %s\n", *bound,
+              kubeconfig.c_str());
+  std::fflush(stdout);
+
+  int exit_code = 0;
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      log->info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    if (st.dirty()) {
+      if (auto s = st.save(state_path); !s) log->warn("cannot save state: {}", s.error().message);
+    }
+  }
+  srv.stop();
+  if (auto s = st.save(state_path); !s) {
+    log->error("cannot save state: {}", s.error().message);
+    exit_code = 1;
+  }
+  return exit_code;
+}
+
+}  // namespace tidesync::cli
