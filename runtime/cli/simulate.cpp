@@ -203,6 +203,8 @@ int run_simulate(int argc, char** argv) {
     return 1;
   }
   if (kubeconfig.empty()) kubeconfig = (std::filesystem::path(data_dir) / "kubeconfig").string();
+  // Print an absolute path: people paste it into KUBECONFIG from another directory.
+  kubeconfig = std::filesystem::absolute(kubeconfig).lexically_normal().string();
   std::string state_path = (std::filesystem::path(data_dir) / "state.json").string();
 
   // Signals are taken synchronously by this thread; every other thread starts with them
