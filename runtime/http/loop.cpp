@@ -407,8 +407,9 @@ struct loop::impl {
         if (!queue.empty() || !cancel_ids.empty() || !cancelled_waiting.empty() || stopping) {
           wait_ms = 0;
         } else if (!timers.empty()) {
-          auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           timers.begin()->first.first - clock::now())
+          // Rounded up: waking a little early would spin until the deadline.
+          auto until = std::chrono::ceil<std::chrono::milliseconds>(timers.begin()->first.first -
+                                                                    clock::now())
                            .count();
           wait_ms = std::clamp<long>(static_cast<long>(until), 0, wait_ms);
         }

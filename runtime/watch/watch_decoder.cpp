@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 namespace tidesync::watch {
@@ -83,6 +84,10 @@ std::string decode_meta(od::object md, object_meta& m, bool rv_only) {
       if (t == od::json_type::null) continue;
       od::object lo;
       if ((e = f.value().get_object().get(lo))) return "metadata.labels is not an object";
+      // Collect into a reused vector, then copy out at the exact size: growing the object's
+      // own vector label by label costs several allocations per object.
+      thread_local label_list labels;
+      labels.clear();
       for (auto label_result : lo) {
         od::field lf;
         if ((e = std::move(label_result).get(lf))) break;
@@ -90,13 +95,15 @@ std::string decode_meta(od::object md, object_meta& m, bool rv_only) {
         if ((e = lf.unescaped_key().get(lk))) break;
         std::string key(lk);
         if ((e = lf.value().get_string().get(s))) break;
-        m.labels.emplace_back(std::move(key), std::string(s));
+        labels.emplace_back(std::move(key), std::string(s));
       }
       if (e) return "bad metadata.labels: " + simdjson_message(e);
       // Kubernetes writes map keys sorted; sort only when someone did not.
-      if (!std::is_sorted(m.labels.begin(), m.labels.end())) {
-        std::sort(m.labels.begin(), m.labels.end());
+      if (!std::is_sorted(labels.begin(), labels.end())) {
+        std::sort(labels.begin(), labels.end());
       }
+      m.labels.assign(std::make_move_iterator(labels.begin()),
+                      std::make_move_iterator(labels.end()));
     } else if (k == "deletionTimestamp") {
       bool is_null = false;
       e = f.value().is_null().get(is_null);

@@ -192,6 +192,9 @@ bool watcher::process_batch(uint64_t gen) {
           bool unhealthy = watch_was_unhealthy();
           abandon_watch();
           if (unhealthy) {
+            // Still a relist caused by 410, only delayed so a server that answers 410 at
+            // once every time cannot make us spin.
+            ++stats_.relists;
             retry_later(next_step::list, e);
           } else {
             relist(ev.status.message);
@@ -234,6 +237,7 @@ void watcher::on_watch_done(uint64_t gen, expected<void> result) {
   }
   if (result.error().code == errc::gone) {
     if (unhealthy) {
+      ++stats_.relists;  // delayed, as above
       retry_later(next_step::list, result.error());
     } else {
       relist(result.error().message);
