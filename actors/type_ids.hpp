@@ -1,0 +1,58 @@
+// The one CAF type-id block of tidesync: every atom and every message type the actors
+// exchange, plus the `inspect` functions (CAF 0.17 form) that let CAF copy, print and
+// serialise them. Register once per actor system:
+//   cfg.add_message_types<caf::id_block::tidesync>();
+//
+// CAF 0.17.6 notes: CAF_ADD_ATOM takes 4 arguments and does not use a type id (an atom is an
+// `atom_constant`, so two atoms with the same text are the same type, including CAF's own,
+// e.g. "tick"); atom text is at most 10 characters. Only CAF_ADD_TYPE_ID consumes ids.
+#pragma once
+
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "actors/scheduler_types.hpp"
+
+namespace tidesync::actors {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reconcile_outcome& x) {
+  return f(caf::meta::type_name("tidesync::actors::reconcile_outcome"), x.what, x.after, x.message);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scheduler_limits& x) {
+  return f(caf::meta::type_name("tidesync::actors::scheduler_limits"), x.global, x.per_namespace);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
+  return f(caf::meta::type_name("tidesync::actors::scheduler_stats"), x.queued, x.running,
+           x.delayed, x.adds, x.admitted, x.retries, x.gave_up, x.forgotten);
+}
+
+}  // namespace tidesync::actors
+
+CAF_BEGIN_TYPE_ID_BLOCK(tidesync, caf::first_custom_type_id)
+
+// -- scheduler (docs/scheduler.md) --
+CAF_ADD_ATOM(tidesync, tidesync::atom, enqueue, "enqueue")
+CAF_ADD_ATOM(tidesync, tidesync::atom, forget, "forget")
+CAF_ADD_ATOM(tidesync, tidesync::atom, limits, "limits")
+CAF_ADD_ATOM(tidesync, tidesync::atom, done, "done")
+CAF_ADD_ATOM(tidesync, tidesync::atom, positions, "positions")
+CAF_ADD_ATOM(tidesync, tidesync::atom, stats, "stats")
+CAF_ADD_ATOM(tidesync, tidesync::atom, tick, "tick")
+// -- worker (the scheduler's owner) --
+CAF_ADD_ATOM(tidesync, tidesync::atom, run, "run")
+CAF_ADD_ATOM(tidesync, tidesync::atom, failed, "failed")
+
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::reconcile_outcome))
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::scheduler_limits))
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::scheduler_stats))
+CAF_ADD_TYPE_ID(tidesync, (std::map<std::string, uint64_t>))
+
+CAF_END_TYPE_ID_BLOCK(tidesync)
