@@ -325,7 +325,8 @@ struct server::impl {
   }
 
   // ---- OpenAPI v3 ---------------------------------------------------------------------------
-  // No schemas: only what kubectl reads to learn that the server validates fields itself
+  // Schemas only for custom resources (their CRD's openAPIV3Schema, so `kubectl explain`
+  // works on them), and what kubectl reads to learn that the server validates fields itself
   // (each type's PATCH operation, tagged with its group/version/kind, takes the
   // `fieldValidation` query parameter). kubectl then skips client-side validation and
   // `kubectl apply` works without --validate=false. /openapi/v2 stays 404, which kubectl
@@ -362,12 +363,82 @@ struct server::impl {
                                                           {"responses", json::object{}}}}});
     }
     if (paths.empty()) return false;
+    json::object schemas;
+    for (const auto& t : st.types()) {
+      std::string key = t.res.group.empty() ? "api/" + t.res.version
+                                            : "apis/" + t.res.group + "/" + t.res.version;
+      if (key != gv_path || t.crd_name.empty()) continue;
+      json::value schema = crd_schema(t);
+      if (!schema.is_null()) schemas.set(schema_name(t), std::move(schema));
+    }
     out = json::dump(json::object{
         {"openapi", "3.0.0"},
         {"info", json::object{{"title", "Kubernetes (tidesync simulate)"}, {"version", "v1.32.0"}}},
         {"paths", std::move(paths)},
-        {"components", json::object{{"schemas", json::object{}}}}});
+        {"components", json::object{{"schemas", std::move(schemas)}}}});
     return true;
+  }
+
+  // "io.tidesync.conformance.v1alpha1.BucketSync": the group reversed, as the real server
+  // names a custom resource's schema.
+  static std::string schema_name(const resource_type& t) {
+    std::vector<std::string> parts;
+    size_t pos = 0;
+    while (pos <= t.res.group.size()) {
+      size_t dot = t.res.group.find('.', pos);
+      if (dot == std::string::npos) dot = t.res.group.size();
+      parts.push_back(t.res.group.substr(pos, dot - pos));
+      pos = dot + 1;
+    }
+    std::string out;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it)
+      out += *it + ".";
+    return out + t.res.version + "." + t.res.kind;
+  }
+
+  // A custom resource's schema as the real server publishes it (enough for `kubectl
+  // explain`): the CRD's openAPIV3Schema for this version, plus apiVersion, kind and metadata,
+  // tagged with its group/version/kind. Null when the CRD declares no schema.
+  json::value crd_schema(const resource_type& t) const {
+    auto crds = st.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions");
+    if (!crds) return nullptr;
+    auto crd = st.get(*crds, "", t.crd_name);
+    if (!crd) return nullptr;
+    const auto* versions = (*crd)->obj.at_path({"spec", "versions"});
+    if (versions == nullptr || !versions->is_array()) return nullptr;
+    for (const auto& v : versions->as_array()) {
+      if (v.get_string("name") != t.res.version) continue;
+      const auto* s = v.at_path({"schema", "openAPIV3Schema"});
+      if (s == nullptr || !s->is_object()) return nullptr;
+      json::value schema = *s;
+      auto& props = schema["properties"];
+      if (!props.is_object()) props = json::object{};
+      auto& p = props.as_object();
+      if (p.find("apiVersion") == nullptr)
+        p.set("apiVersion",
+              json::object{{"type", "string"},
+                           {"description",
+                            "APIVersion defines the versioned schema of this representation of an "
+                            "object. Servers should convert recognized schemas to the latest "
+                            "internal value, and may reject unrecognized values."}});
+      if (p.find("kind") == nullptr)
+        p.set("kind", json::object{{"type", "string"},
+                                   {"description",
+                                    "Kind is a string value representing the REST resource this "
+                                    "object represents. In CamelCase."}});
+      if (p.find("metadata") == nullptr)
+        p.set("metadata", json::object{{"type", "object"},
+                                       {"description",
+                                        "Standard object's metadata. More info: "
+                                        "https://git.k8s.io/community/contributors/devel/"
+                                        "sig-architecture/api-conventions.md#metadata"}});
+      schema.as_object().set(
+          "x-kubernetes-group-version-kind",
+          json::array{json::object{
+              {"group", t.res.group}, {"kind", t.res.kind}, {"version", t.res.version}}});
+      return schema;
+    }
+    return nullptr;
   }
 
   // ---- routing -----------------------------------------------------------------------------
@@ -705,7 +776,20 @@ struct server::impl {
     if (!delete_options_from(req, res, d)) return;
     auto removed = st.remove(t, r.ns, r.name, d);
     if (!removed) return send_error(res, removed.error());
-    send_json(res, 200, removed->object->text);
+    // As kube-apiserver: an object that is gone is answered with a Success Status naming it;
+    // one that stays (finalizers; a namespace, which waits for its contents) with the object.
+    bool is_namespace = t.res.group.empty() && t.res.plural == "namespaces";
+    if (!removed->deleted || is_namespace) return send_json(res, 200, removed->object->text);
+    json::object details{{"name", r.name}};
+    if (!t.res.group.empty()) details.set("group", t.res.group);
+    details.set("kind", t.res.plural);
+    details.set("uid", removed->object->uid);
+    send_json(res, 200,
+              json::dump(json::object{{"kind", "Status"},
+                                      {"apiVersion", "v1"},
+                                      {"metadata", json::object{}},
+                                      {"status", "Success"},
+                                      {"details", std::move(details)}}));
   }
 
   void do_delete_collection(const httplib::Request& req, httplib::Response& res,
@@ -761,20 +845,33 @@ struct server::impl {
       if (s > 0) timeout = std::min<std::chrono::seconds>(timeout, std::chrono::seconds(s));
     }
     auto deadline = std::chrono::steady_clock::now() + timeout;
+    // kube-apiserver (v1.20's watch cache) sends a bookmark 2 s before it ends a watch, so a
+    // client resumes from the newest resourceVersion; periodic ones come from the store.
+    auto bookmark_at = deadline - std::chrono::seconds(2);
+    auto bookmark_due = std::make_shared<bool>(o.allow_bookmarks);
     int fd = find_connection_fd(req.local_port, req.remote_port);
     res.status = 200;
     res.set_header("Cache-Control", "no-cache, private");
     // The media type parameter matters: httplib gzips "application/json" for clients that
     // accept gzip (kubectl does), and a gzip stream holds events back until it is flushed.
     res.set_chunked_content_provider(
-        "application/json;stream=watch", [stream, deadline, fd](size_t, httplib::DataSink& sink) {
+        "application/json;stream=watch",
+        [stream, deadline, bookmark_at, bookmark_due, fd](size_t, httplib::DataSink& sink) {
           auto now = std::chrono::steady_clock::now();
           if (now >= deadline) {
             sink.done();
             return true;
           }
+          if (*bookmark_due && now >= bookmark_at && !stream->closed()) {
+            *bookmark_due = false;
+            std::string line = stream->bookmark();
+            if (!sink.write(line.data(), line.size())) return false;
+            return true;
+          }
           auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now,
                                                                     std::chrono::milliseconds(500));
+          if (*bookmark_due && bookmark_at > now)
+            wait = std::min<std::chrono::steady_clock::duration>(wait, bookmark_at - now);
           auto lines = stream->next(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
           if (lines.size() == 1) {
             if (!sink.write(lines[0].data(), lines[0].size())) return false;

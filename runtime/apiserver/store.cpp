@@ -29,9 +29,15 @@ error not_found(const resource_type& t, std::string_view name) {
 error bad_request(std::string message) {
   return api_error(errc::bad_request, 400, "BadRequest", std::move(message));
 }
+// "ConfigMap", "Job.batch", "BucketSync.conformance.tidesync.io": how kube-apiserver names the
+// kind in a 422 message (the group qualifies every kind outside the core group).
+std::string qualified_kind(const resource_type& t) {
+  return t.res.group.empty() ? t.res.kind : t.res.kind + "." + t.res.group;
+}
 error invalid(const resource_type& t, std::string_view name, std::string field_message) {
-  return api_error(errc::invalid, 422, "Invalid",
-                   t.res.kind + " \"" + std::string(name) + "\" is invalid: " + field_message);
+  return api_error(
+      errc::invalid, 422, "Invalid",
+      qualified_kind(t) + " \"" + std::string(name) + "\" is invalid: " + field_message);
 }
 std::string group_resource(const resource_type& t) {
   return t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
@@ -234,12 +240,42 @@ void fold_string_data(json::value& secret) {
   auto* sd = secret.at("stringData");
   if (sd == nullptr) return;
   if (sd->is_object()) {
+    // A copy: inserting "data" below may move the members `sd` points into.
+    json::object string_data = sd->as_object();
     auto& data = secret["data"];
     if (!data.is_object()) data = json::object{};
-    for (const auto& [k, v] : sd->as_object())
+    for (const auto& [k, v] : string_data)
       if (v.is_string()) data.as_object().set(k, base64_std(v.as_string()));
   }
   secret.as_object().erase("stringData");
+}
+
+// What kube-apiserver fills in on a new Job (batch/v1 defaults and the generated selector):
+// parallelism and completions 1 when neither is set, backoffLimit 6, and unless
+// spec.manualSelector is true, a selector on `controller-uid` with that label and `job-name`
+// on the pod template. Controllers find a Job's pods through these labels. Expects
+// metadata.uid and metadata.name set.
+void default_job(json::value& job) {
+  auto& spec = job["spec"];
+  if (!spec.is_object()) spec = json::object{};
+  auto& so = spec.as_object();
+  if (so.find("completions") == nullptr && so.find("parallelism") == nullptr)
+    so.set("completions", int64_t{1});
+  if (so.find("parallelism") == nullptr) so.set("parallelism", int64_t{1});
+  if (so.find("backoffLimit") == nullptr) so.set("backoffLimit", int64_t{6});
+  const auto* manual = so.find("manualSelector");
+  if (manual != nullptr && manual->is_bool() && manual->as_bool()) return;
+  std::string uid(job.at("metadata")->get_string("uid"));
+  std::string name(job.at("metadata")->get_string("name"));
+  so.set("selector", json::object{{"matchLabels", json::object{{"controller-uid", uid}}}});
+  auto& tmpl = so["template"];
+  if (!tmpl.is_object()) tmpl = json::object{};
+  auto& meta = tmpl["metadata"];
+  if (!meta.is_object()) meta = json::object{};
+  auto& labels = meta["labels"];
+  if (!labels.is_object()) labels = json::object{};
+  labels.as_object().set("controller-uid", uid);
+  labels.as_object().set("job-name", name);
 }
 
 std::string base64url_encode(std::string_view in) {
@@ -325,6 +361,37 @@ expected<std::vector<std::tuple<std::string, std::string, bool>>> parse_field_se
     out.emplace_back(key, std::string(trim(part.substr(op + oplen))), negate);
   }
   return out;
+}
+
+// The fields kube-apiserver v1.20 lets a field selector use for each type (its
+// GetAttrs/field label conversion functions); every type has metadata.name and
+// metadata.namespace. A selector on any other field is a 400 there, so it is one here: a
+// controller tested against this server must not come to rely on an unindexed field.
+expected<void> check_selectable_fields(
+    const resource_type& t, const std::vector<std::tuple<std::string, std::string, bool>>& fields) {
+  static const std::map<std::string, std::set<std::string>> extra{
+      {"core/pods",
+       {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+        "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName"}},
+      {"core/secrets", {"type"}},
+      {"core/namespaces", {"status.phase"}},
+      {"core/events",
+       {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+        "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"}},
+      {"batch/jobs", {"status.successful"}},
+  };
+  auto it = extra.find(type_id(t.res));
+  for (const auto& f : fields) {
+    const std::string& key = std::get<0>(f);
+    if (key == "metadata.name" || key == "metadata.namespace") continue;
+    if (it != extra.end() && it->second.count(key) != 0) continue;
+    if (it != extra.end()) return bad_request("field label not supported: " + key);
+    return bad_request("\"" + key +
+                       "\" is not a known field selector: only \"metadata.name\", "
+                       "\"metadata.namespace\"");
+  }
+  return {};
 }
 
 std::string field_value(const json::value& obj, std::string_view path) {
@@ -435,11 +502,81 @@ json::value status_for(const error& e) {
         code = 500;
     }
   }
-  json::object st{
-      {"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object{}},
-      {"status", "Failure"}, {"message", e.message}, {"reason", std::string(reason_for(e))},
-      {"code", code}};
+  std::string reason(reason_for(e));
+  json::object st{{"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object{}},
+                  {"status", "Failure"}, {"message", e.message}, {"reason", reason}};
+  json::value details = status_details(reason, e.message);
+  if (!details.is_null()) st.set("details", std::move(details));
+  st.set("code", code);
   return st;
+}
+
+json::value status_details(std::string_view reason, std::string_view message) {
+  // Every message below comes from this server in kube-apiserver's exact wording, so the
+  // name and the group/resource (or Kind, for 422) can be read back from it. Clients read
+  // details.name and details.kind (kubectl prints them; client-go's errors use them).
+  auto quoted_name = [&](size_t from, size_t& end) -> std::optional<std::string> {
+    if (from >= message.size() || message[from] != '"') return std::nullopt;
+    end = message.find('"', from + 1);
+    if (end == std::string_view::npos) return std::nullopt;
+    return std::string(message.substr(from + 1, end - from - 1));
+  };
+  // "plural.group" or "Kind.group" → {kind, group}.
+  auto split_group = [](std::string_view gr) {
+    size_t dot = gr.find('.');
+    if (dot == std::string_view::npos) return std::make_pair(std::string(gr), std::string());
+    return std::make_pair(std::string(gr.substr(0, dot)), std::string(gr.substr(dot + 1)));
+  };
+  auto make = [](const std::string& name, const std::pair<std::string, std::string>& kg) {
+    json::object d{{"name", name}};
+    if (!kg.second.empty()) d.set("group", kg.second);
+    d.set("kind", kg.first);
+    return d;
+  };
+  size_t sp = message.find(' ');
+  if (reason == "NotFound" || reason == "AlreadyExists") {
+    std::string_view tail = reason == "NotFound" ? " not found" : " already exists";
+    size_t end = 0;
+    if (sp == std::string_view::npos || message.size() < tail.size() ||
+        message.substr(message.size() - tail.size()) != tail)
+      return nullptr;
+    auto name = quoted_name(sp + 1, end);
+    if (!name || end + 1 + tail.size() != message.size()) return nullptr;
+    return make(*name, split_group(message.substr(0, sp)));
+  }
+  if (reason == "Conflict") {
+    constexpr std::string_view prefix = "Operation cannot be fulfilled on ";
+    if (message.substr(0, prefix.size()) != prefix) return nullptr;
+    size_t gr_end = message.find(' ', prefix.size());
+    size_t end = 0;
+    if (gr_end == std::string_view::npos) return nullptr;
+    auto name = quoted_name(gr_end + 1, end);
+    if (!name) return nullptr;
+    return make(*name, split_group(message.substr(prefix.size(), gr_end - prefix.size())));
+  }
+  if (reason == "Invalid") {
+    constexpr std::string_view mid = " is invalid: ";
+    size_t end = 0;
+    if (sp == std::string_view::npos) return nullptr;
+    auto name = quoted_name(sp + 1, end);
+    if (!name || message.substr(end + 1, mid.size()) != mid) return nullptr;
+    json::object d = make(*name, split_group(message.substr(0, sp)));
+    // One cause: "field: Invalid value: ..." (kube-apiserver lists one per field error).
+    std::string_view rest = message.substr(end + 1 + mid.size());
+    size_t colon = rest.find(": ");
+    if (colon != std::string_view::npos) {
+      std::string_view text = rest.substr(colon + 2);
+      std::string cause_reason = "FieldValueInvalid";
+      if (text.rfind("Required value", 0) == 0) cause_reason = "FieldValueRequired";
+      if (text.rfind("Forbidden", 0) == 0) cause_reason = "FieldValueForbidden";
+      if (text.rfind("Unsupported value", 0) == 0) cause_reason = "FieldValueNotSupported";
+      d.set("causes", json::array{json::object{{"reason", cause_reason},
+                                               {"message", std::string(text)},
+                                               {"field", std::string(rest.substr(0, colon))}}});
+    }
+    return d;
+  }
+  return nullptr;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -472,6 +609,17 @@ bool watch_stream::matches(const stored_object& o) const {
     if (eq == f.negate) return false;
   }
   return true;
+}
+
+std::string watch_stream::bookmark_locked() const {
+  std::string obj = "{\"kind\":\"" + kind_ + "\",\"apiVersion\":\"" + api_version_ +
+                    "\",\"metadata\":{\"resourceVersion\":\"" + std::to_string(cursor_) + "\"}}";
+  return watch_line("BOOKMARK", obj);
+}
+
+std::string watch_stream::bookmark() {
+  std::lock_guard lock(store_->mu_);
+  return bookmark_locked();
 }
 
 const std::string& watch_stream::text_of(const stored_object& o, std::string& scratch) const {
@@ -531,10 +679,7 @@ std::vector<std::string> watch_stream::next(std::chrono::milliseconds max_wait) 
     auto now = std::chrono::steady_clock::now();
     if (bookmarks_ && now >= next_bookmark_) {
       next_bookmark_ = now + store_->options_.bookmark_interval;
-      std::string obj = "{\"kind\":\"" + kind_ + "\",\"apiVersion\":\"" + api_version_ +
-                        "\",\"metadata\":{\"resourceVersion\":\"" + std::to_string(cursor_) +
-                        "\"}}";
-      out.push_back(watch_line("BOOKMARK", obj));
+      out.push_back(bookmark_locked());
       return out;
     }
     if (now >= deadline) return out;
@@ -732,6 +877,7 @@ expected<list_result> store::list(const resource_type& t, std::string_view ns,
   if (!sel) return bad_request(sel.error().message);
   auto fields = parse_field_selector(o.field_selector);
   if (!fields) return fields.error();
+  if (auto ok = check_selectable_fields(t, *fields); !ok) return ok.error();
   std::lock_guard lock(mu_);
   const auto* e = entry_for(t);
   list_result r;
@@ -894,6 +1040,7 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
   m.erase("selfLink");
   if (t.res.plural == "namespaces" && obj.at("status") == nullptr)
     obj.as_object().set("status", json::object{{"phase", "Active"}});
+  if (t.res.plural == "jobs" && t.res.group == "batch") default_job(obj);
   auto so = publish(e, key, std::move(obj), "ADDED", nullptr);
   if (is_crd) on_crd_changed(*so, false);
   return so;
@@ -1050,14 +1197,19 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
   auto it = e.objects.find(key);
   if (it == e.objects.end()) return not_found(t, name);
   object_ptr cur = it->second;
+  // kube-apiserver's wording (etcd3 store's precondition check).
   if (!o.precondition_uid.empty() && o.precondition_uid != cur->uid)
     return api_error(errc::conflict, 409, "Conflict",
-                     "Precondition failed: UID in precondition: " + o.precondition_uid +
-                         ", UID in object meta: " + cur->uid);
+                     "Operation cannot be fulfilled on " + qualified_kind(t) + " \"" +
+                         std::string(name) + "\": the UID in the precondition (" +
+                         o.precondition_uid + ") does not match the UID in record (" + cur->uid +
+                         "). The object might have been deleted and then recreated");
   if (!o.precondition_rv.empty() && o.precondition_rv != std::to_string(cur->rv))
     return api_error(errc::conflict, 409, "Conflict",
-                     "Precondition failed: ResourceVersion in precondition: " + o.precondition_rv +
-                         ", ResourceVersion in object meta: " + std::to_string(cur->rv));
+                     "Operation cannot be fulfilled on " + qualified_kind(t) + " \"" +
+                         std::string(name) + "\": the ResourceVersion in the precondition (" +
+                         o.precondition_rv + ") does not match the ResourceVersion in record (" +
+                         std::to_string(cur->rv) + "). The object might have been modified");
   if (o.propagation_policy == "Orphan" && owner_ref_counts_.count(cur->uid) != 0) {
     // Orphan: dependents lose their reference to this owner and stay.
     std::vector<std::pair<std::string, std::string>> deps;
@@ -1250,6 +1402,7 @@ expected<std::unique_ptr<watch_stream>> store::watch(const resource_type& t, std
   if (!sel) return bad_request(sel.error().message);
   auto fields = parse_field_selector(o.field_selector);
   if (!fields) return fields.error();
+  if (auto ok = check_selectable_fields(t, *fields); !ok) return ok.error();
   uint64_t from = 0;
   bool from_now = o.resource_version.empty() || o.resource_version == "0";
   if (!from_now) {

@@ -110,6 +110,8 @@ class watch_stream {
   std::vector<std::string> next(std::chrono::milliseconds max_wait);
   [[nodiscard]] bool closed() const;
   void close();
+  // A BOOKMARK event line at the newest resourceVersion this stream has delivered.
+  std::string bookmark();
 
  private:
   friend class store;
@@ -127,6 +129,7 @@ class watch_stream {
   std::function<std::string(const stored_object&)> render_;
   [[nodiscard]] const std::string& text_of(const stored_object& o, std::string& scratch) const;
   bool matches(const stored_object& o) const;
+  std::string bookmark_locked() const;  // expects store_->mu_ held
   std::string kind_, api_version_;
   bool bookmarks_ = false;
   uint64_t cursor_ = 0;               // last resourceVersion delivered
@@ -248,8 +251,12 @@ class store {
 // one group/plural share their objects, as in Kubernetes.
 std::string type_id(const k8s::resource& r);
 
-// Builds the Status object Kubernetes returns for an error.
+// Builds the Status object Kubernetes returns for an error, with `details` when the message
+// names an object (see status_details).
 json::value status_for(const error& e);
+// Status.details {name, group, kind[, causes]} read back from the message of a NotFound,
+// AlreadyExists, Conflict or Invalid error in kube-apiserver's wording; null otherwise.
+json::value status_details(std::string_view reason, std::string_view message);
 // The HTTP reason word for an errc ("NotFound", "Conflict", ...).
 std::string_view reason_for(const error& e);
 
