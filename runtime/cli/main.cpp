@@ -23,7 +23,8 @@ void usage(std::FILE* out) {
   std::fprintf(out,
                "tidesync moves data between object storage, volumes and pods on schedule and "
                "under policy.\n\nUsage: tidesync COMMAND [FLAGS...]\n\nCommands:\n");
-  for (const auto& c : commands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  for (const auto& c : commands)
+    std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   std::fprintf(out, "\nRun 'tidesync COMMAND --help' for a command's flags.\n");
 }
 

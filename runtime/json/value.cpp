@@ -33,7 +33,9 @@ value& object::operator[](std::string_view key) {
   return members_.back().second;
 }
 
-void object::set(std::string_view key, value v) { (*this)[key] = std::move(v); }
+void object::set(std::string_view key, value v) {
+  (*this)[key] = std::move(v);
+}
 
 bool object::erase(std::string_view key) {
   auto it = std::find_if(members_.begin(), members_.end(),
@@ -114,8 +116,7 @@ bool value::get_bool(std::string_view key, bool fallback) const {
 
 bool operator==(const value& a, const value& b) {
   // 1 and 1.0 compare equal, as in JSON Patch's `test`.
-  if (a.is_number() && b.is_number() && a.type() != b.type())
-    return a.as_double() == b.as_double();
+  if (a.is_number() && b.is_number() && a.type() != b.type()) return a.as_double() == b.as_double();
   return a.v_ == b.v_;
 }
 
@@ -140,25 +141,32 @@ value from_dom(simdjson::dom::element e) {
       if (!duplicates) return object(std::move(members));
       // Duplicate keys: the last one wins, as with Go's encoding/json.
       object o;
-      for (auto& m : members) o.set(m.first, std::move(m.second));
+      for (auto& m : members)
+        o.set(m.first, std::move(m.second));
       return o;
     }
     case element_type::ARRAY: {
       array a;
       simdjson::dom::array arr(e);
       a.reserve(arr.size());
-      for (auto item : arr) a.push_back(from_dom(item));
+      for (auto item : arr)
+        a.push_back(from_dom(item));
       return a;
     }
-    case element_type::STRING: return std::string_view(e);
-    case element_type::INT64: return int64_t(e);
+    case element_type::STRING:
+      return std::string_view(e);
+    case element_type::INT64:
+      return int64_t(e);
     case element_type::UINT64: {
       uint64_t u = uint64_t(e);
       return static_cast<double>(u);
     }
-    case element_type::DOUBLE: return double(e);
-    case element_type::BOOL: return bool(e);
-    case element_type::NULL_VALUE: return nullptr;
+    case element_type::DOUBLE:
+      return double(e);
+    case element_type::BOOL:
+      return bool(e);
+    case element_type::NULL_VALUE:
+      return nullptr;
   }
   return nullptr;
 }
@@ -193,13 +201,27 @@ void append_quoted(std::string& out, std::string_view s) {
     out.append(s.data() + run_start, i - run_start);
     run_start = i + 1;
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         out += "\\u00";
         out.push_back(hex[c >> 4]);
@@ -229,16 +251,24 @@ void dump_impl(std::string& out, const value& v, int indent, int depth) {
     out.append(static_cast<size_t>(indent * d), ' ');
   };
   switch (v.type()) {
-    case kind::null: out += "null"; break;
-    case kind::boolean: out += v.as_bool() ? "true" : "false"; break;
+    case kind::null:
+      out += "null";
+      break;
+    case kind::boolean:
+      out += v.as_bool() ? "true" : "false";
+      break;
     case kind::integer: {
       char buf[24];
       auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v.as_int());
       out.append(buf, end);
       break;
     }
-    case kind::number: append_number(out, v.as_double()); break;
-    case kind::string: append_quoted(out, v.as_string()); break;
+    case kind::number:
+      append_number(out, v.as_double());
+      break;
+    case kind::string:
+      append_quoted(out, v.as_string());
+      break;
     case kind::array: {
       const auto& a = v.as_array();
       out.push_back('[');
@@ -273,7 +303,9 @@ void dump_impl(std::string& out, const value& v, int indent, int depth) {
 
 }  // namespace
 
-void dump_to(std::string& out, const value& v) { dump_impl(out, v, -1, 0); }
+void dump_to(std::string& out, const value& v) {
+  dump_impl(out, v, -1, 0);
+}
 
 std::string dump(const value& v) {
   std::string out;
@@ -319,8 +351,8 @@ expected<std::vector<std::string>> parse_pointer(std::string_view ptr) {
   std::vector<std::string> tokens;
   if (ptr.empty()) return tokens;
   if (ptr.front() != '/') {
-    return make_error(errc::invalid_argument, "JSON pointer \"" + std::string(ptr) +
-                                                  "\" must be empty or start with '/'");
+    return make_error(errc::invalid_argument,
+                      "JSON pointer \"" + std::string(ptr) + "\" must be empty or start with '/'");
   }
   size_t pos = 1;
   while (true) {
@@ -352,14 +384,13 @@ expected<size_t> array_index(const std::string& token, size_t size, bool allow_e
   auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), idx);
   bool leading_zero = token.size() > 1 && token[0] == '0';
   if (ec != std::errc{} || end != token.data() + token.size() || token.empty() || leading_zero) {
-    return make_error(errc::invalid_argument,
-                      "JSON pointer \"" + std::string(ptr) + "\": \"" + token +
-                          "\" is not an array index");
+    return make_error(errc::invalid_argument, "JSON pointer \"" + std::string(ptr) + "\": \"" +
+                                                  token + "\" is not an array index");
   }
   if (idx > size || (!allow_end && idx == size)) {
-    return make_error(errc::invalid_argument,
-                      "JSON pointer \"" + std::string(ptr) + "\": index " + token +
-                          " is out of range (array has " + std::to_string(size) + " items)");
+    return make_error(errc::invalid_argument, "JSON pointer \"" + std::string(ptr) + "\": index " +
+                                                  token + " is out of range (array has " +
+                                                  std::to_string(size) + " items)");
   }
   return idx;
 }
@@ -528,9 +559,8 @@ expected<value> json_patch(const value& target, const value& patch) {
       if (!actual) {
         result = actual.error();
       } else if (!(*actual == *expect)) {
-        result = make_error(errc::invalid,
-                            where() + "test failed: the value at \"" + path + "\" is " +
-                                dump(*actual) + ", not " + dump(*expect));
+        result = make_error(errc::invalid, where() + "test failed: the value at \"" + path +
+                                               "\" is " + dump(*actual) + ", not " + dump(*expect));
       }
     } else {
       return make_error(errc::invalid_argument,

@@ -82,9 +82,7 @@ class value {
   [[nodiscard]] bool is_bool() const { return type() == kind::boolean; }
   [[nodiscard]] bool is_int() const { return type() == kind::integer; }
   // True for integers and floating-point numbers.
-  [[nodiscard]] bool is_number() const {
-    return type() == kind::integer || type() == kind::number;
-  }
+  [[nodiscard]] bool is_number() const { return type() == kind::integer || type() == kind::number; }
   [[nodiscard]] bool is_string() const { return type() == kind::string; }
   [[nodiscard]] bool is_array() const { return type() == kind::array; }
   [[nodiscard]] bool is_object() const { return type() == kind::object; }

@@ -9,10 +9,10 @@ namespace tidesync::k8s {
 // A group/version/resource with what is needed to address it. `group` is empty for the
 // core API ("v1" under /api).
 struct resource {
-  std::string group;     // "" for core, e.g. "batch", "tidesync.io"
-  std::string version;   // "v1", "v1alpha1"
-  std::string plural;    // "pods", "bucketsyncs"
-  std::string kind;      // "Pod", "BucketSync"
+  std::string group;    // "" for core, e.g. "batch", "tidesync.io"
+  std::string version;  // "v1", "v1alpha1"
+  std::string plural;   // "pods", "bucketsyncs"
+  std::string kind;     // "Pod", "BucketSync"
   bool namespaced = true;
 
   // "v1" or "batch/v1": the apiVersion field of objects of this resource.
@@ -47,13 +47,27 @@ struct resource {
 
 // Well-known resources.
 namespace resources {
-inline resource namespaces() { return {"", "v1", "namespaces", "Namespace", false}; }
-inline resource configmaps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
-inline resource secrets() { return {"", "v1", "secrets", "Secret", true}; }
-inline resource pods() { return {"", "v1", "pods", "Pod", true}; }
-inline resource events() { return {"", "v1", "events", "Event", true}; }
-inline resource jobs() { return {"batch", "v1", "jobs", "Job", true}; }
-inline resource leases() { return {"coordination.k8s.io", "v1", "leases", "Lease", true}; }
+inline resource namespaces() {
+  return {"", "v1", "namespaces", "Namespace", false};
+}
+inline resource configmaps() {
+  return {"", "v1", "configmaps", "ConfigMap", true};
+}
+inline resource secrets() {
+  return {"", "v1", "secrets", "Secret", true};
+}
+inline resource pods() {
+  return {"", "v1", "pods", "Pod", true};
+}
+inline resource events() {
+  return {"", "v1", "events", "Event", true};
+}
+inline resource jobs() {
+  return {"batch", "v1", "jobs", "Job", true};
+}
+inline resource leases() {
+  return {"coordination.k8s.io", "v1", "leases", "Lease", true};
+}
 inline resource crds() {
   return {"apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
           false};

@@ -1,6 +1,6 @@
-#include "runtime/json/value.hpp"
-
 #include <gtest/gtest.h>
+
+#include "runtime/json/value.hpp"
 
 namespace tidesync::json {
 namespace {
@@ -22,7 +22,9 @@ TEST(Json, RoundTripKeepsOrderAndTypes) {
 }
 
 TEST(Json, EscapesControlCharacters) {
-  value v = std::string("a\x01" "b\tc");
+  value v = std::string(
+      "a\x01"
+      "b\tc");
   EXPECT_EQ(dump(v), R"("a\u0001b\tc")");
   EXPECT_EQ(must_parse(dump(v)), v);
 }
@@ -101,8 +103,9 @@ TEST(JsonPatch, AllOperations) {
   ])");
   auto out = json_patch(doc, patch);
   ASSERT_TRUE(out.has_value()) << out.error().to_string();
-  EXPECT_EQ(*out, must_parse(
-                      R"({"a":{"b":[9,2,3,4],"new":null},"c":{"d":true},"e":{"d":true},"mn":1,"t~":2})"));
+  EXPECT_EQ(*out,
+            must_parse(
+                R"({"a":{"b":[9,2,3,4],"new":null},"c":{"d":true},"e":{"d":true},"mn":1,"t~":2})"));
 }
 
 TEST(JsonPatch, FailuresAreAtomicAndExplained) {
