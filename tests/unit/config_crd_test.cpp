@@ -1,0 +1,370 @@
+// The CRDs in deploy/crds/ against the parsers in config/: same spec and status fields, same
+// required fields and enums, structural (Kubernetes 1.20, no CEL), and the examples in
+// deploy/examples/ pass both the CRD schema and the parser. A small OpenAPI checker below
+// applies the schema the way the API server would for the keywords the CRDs use.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config/bucketsync.hpp"
+#include "runtime/json/value.hpp"
+
+namespace fs = std::filesystem;
+namespace json = tidesync::json;
+using namespace tidesync::config;
+
+namespace {
+
+fs::path source_dir() {
+  return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// YAML → JSON as Kubernetes' decoder does for the scalars our files use.
+json::value to_json_value(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar: {
+      const std::string& s = n.Scalar();
+      if (n.Tag() == "!") return s;  // quoted
+      if (s == "null" || s == "~") return nullptr;
+      if (s == "true") return true;
+      if (s == "false") return false;
+      if (!s.empty() && s.find_first_not_of("-0123456789") == std::string::npos &&
+          s.find('-', 1) == std::string::npos)
+        return static_cast<int64_t>(std::stoll(s));
+      return s;
+    }
+    case YAML::NodeType::Sequence: {
+      json::array a;
+      for (const auto& e : n)
+        a.push_back(to_json_value(e));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json::object o;
+      for (const auto& kv : n)
+        o.set(kv.first.as<std::string>(), to_json_value(kv.second));
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<json::value> load_documents(const fs::path& p) {
+  std::vector<json::value> out;
+  for (const auto& doc : YAML::LoadAll(read_text(p)))
+    if (!doc.IsNull()) out.push_back(to_json_value(doc));
+  return out;
+}
+
+json::value load_crd(const std::string& plural) {
+  auto docs = load_documents(source_dir() / "deploy/crds" / ("tidesync.io_" + plural + ".yaml"));
+  EXPECT_EQ(docs.size(), 1u);
+  return docs.empty() ? json::value() : docs[0];
+}
+
+const json::value& version_of(const json::value& crd) {
+  return crd.at_path({"spec", "versions"})->as_array().at(0);
+}
+
+const json::value& root_schema(const json::value& crd) {
+  return *version_of(crd).at_path({"schema", "openAPIV3Schema"});
+}
+
+std::vector<std::string> keys(const json::value* obj) {
+  std::vector<std::string> out;
+  if (obj != nullptr && obj->is_object())
+    for (const auto& [k, v] : obj->as_object())
+      out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> strings(const json::value* arr) {
+  std::vector<std::string> out;
+  if (arr != nullptr && arr->is_array())
+    for (const auto& v : arr->as_array())
+      out.push_back(v.as_string());
+  return out;
+}
+
+std::vector<std::string> as_strings(const std::vector<std::string_view>& v) {
+  return {v.begin(), v.end()};
+}
+
+std::set<std::string> sorted(std::vector<std::string> v) {
+  return {v.begin(), v.end()};
+}
+
+// The OpenAPI subset our CRDs use, applied like the API server's validation: type, required,
+// properties, additionalProperties, items, enum, pattern, minimum, minLength, maxLength,
+// nullable, x-kubernetes-int-or-string. Unknown fields are not errors (they are pruned).
+void check(const json::value& schema, const json::value& v, const std::string& path,
+           std::vector<std::string>& errors) {
+  if (v.is_null()) {
+    if (!schema.get_bool("nullable")) errors.push_back(path + ": null not allowed");
+    return;
+  }
+  if (schema.get_bool("x-kubernetes-int-or-string")) {
+    if (!v.is_int() && !v.is_string()) errors.push_back(path + ": must be int or string");
+    return;
+  }
+  std::string type(schema.get_string("type"));
+  bool ok = type.empty() || (type == "object" && v.is_object()) ||
+            (type == "array" && v.is_array()) || (type == "string" && v.is_string()) ||
+            (type == "integer" && v.is_int()) || (type == "number" && v.is_number()) ||
+            (type == "boolean" && v.is_bool());
+  if (!ok) {
+    errors.push_back(path + ": must be " + type);
+    return;
+  }
+  if (const auto* e = schema.at("enum")) {
+    bool found = false;
+    for (const auto& x : e->as_array())
+      found = found || x == v;
+    if (!found) errors.push_back(path + ": not in enum");
+  }
+  if (v.is_string()) {
+    const auto& s = v.as_string();
+    if (auto* p = schema.at("pattern"); p && !std::regex_search(s, std::regex(p->as_string())))
+      errors.push_back(path + ": does not match " + p->as_string());
+    if (auto* m = schema.at("minLength"); m && static_cast<int64_t>(s.size()) < m->as_int())
+      errors.push_back(path + ": too short");
+    if (auto* m = schema.at("maxLength"); m && static_cast<int64_t>(s.size()) > m->as_int())
+      errors.push_back(path + ": too long");
+  }
+  if (v.is_int())
+    if (auto* m = schema.at("minimum"); m && v.as_int() < m->as_int())
+      errors.push_back(path + ": below minimum");
+  if (v.is_object()) {
+    for (const auto& r : strings(schema.at("required")))
+      if (!v.as_object().contains(r)) errors.push_back(path + "." + r + ": required");
+    for (const auto& [k, child] : v.as_object()) {
+      if (const auto* ps = schema.at_path({"properties"}); ps && ps->at(k))
+        check(*ps->at(k), child, path + "." + k, errors);
+      else if (const auto* ap = schema.at("additionalProperties"); ap && ap->is_object())
+        check(*ap, child, path + "." + k, errors);
+    }
+  }
+  if (v.is_array())
+    if (const auto* items = schema.at("items")) {
+      size_t i = 0;
+      for (const auto& child : v.as_array())
+        check(*items, child, path + "[" + std::to_string(i++) + "]", errors);
+    }
+}
+
+std::vector<std::string> schema_errors(const json::value& crd, const json::value& object) {
+  std::vector<std::string> errors;
+  check(root_schema(crd), object, "", errors);
+  return errors;
+}
+
+// Structural schema rules (apiextensions.k8s.io/v1): every node has a type unless it is
+// int-or-string; no CEL (x-kubernetes-validations needs 1.25); properties and
+// additionalProperties not together.
+void check_structural(const json::value& s, const std::string& path,
+                      std::vector<std::string>& errors) {
+  if (s.at("x-kubernetes-validations")) errors.push_back(path + ": CEL rules need Kubernetes 1.25");
+  if (!s.at("type") && !s.get_bool("x-kubernetes-int-or-string"))
+    errors.push_back(path + ": no type");
+  if (s.at("properties") && s.at("additionalProperties"))
+    errors.push_back(path + ": properties with additionalProperties");
+  if (const auto* ps = s.at("properties"))
+    for (const auto& [k, child] : ps->as_object())
+      check_structural(child, path + "." + k, errors);
+  if (const auto* items = s.at("items")) check_structural(*items, path + "[]", errors);
+  if (const auto* ap = s.at("additionalProperties"); ap && ap->is_object())
+    check_structural(*ap, path + "{}", errors);
+}
+
+// Does `json_path` (".status.lastSyncTime", filters allowed) name a property in the schema?
+bool path_in_schema(const json::value& root, std::string json_path) {
+  json_path = std::regex_replace(json_path, std::regex(R"(\[\?\(.*?\)\])"), "");
+  const json::value* s = &root;
+  std::stringstream ss(json_path.substr(1));
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (s->at("items")) s = s->at("items");
+    const json::value* props = s->at("properties");
+    if (props == nullptr || props->at(part) == nullptr) return false;
+    s = props->at(part);
+  }
+  return true;
+}
+
+std::vector<std::string> required_reported_by_parser(const std::string& kind) {
+  std::vector<std::string> out;
+  auto obj = *json::parse(R"({"spec": {}})");
+  auto r =
+      kind == "policy" ? parse_bucket_sync_policy(obj).error() : parse_bucket_sync(obj).error();
+  for (const auto& c : r.causes)
+    if (c.reason == "FieldValueRequired") out.push_back(c.field.substr(5));  // drop "spec."
+  return out;
+}
+
+}  // namespace
+
+TEST(Crd, NamesSubresourcesAndPrinterColumns) {
+  for (auto [plural, kind, short_name] :
+       {std::tuple{"bucketsyncpolicies", "BucketSyncPolicy", "bsp"},
+        std::tuple{"bucketsyncs", "BucketSync", "bs"}}) {
+    auto crd = load_crd(plural);
+    EXPECT_EQ(crd.get_string("apiVersion"), "apiextensions.k8s.io/v1");
+    EXPECT_EQ(crd.at_path({"metadata", "name"})->as_string(), std::string(plural) + ".tidesync.io");
+    EXPECT_EQ(crd.at_path({"spec", "group"})->as_string(), k_group);
+    EXPECT_EQ(crd.at_path({"spec", "scope"})->as_string(), "Namespaced");
+    const auto* names = crd.at_path({"spec", "names"});
+    EXPECT_EQ(names->get_string("kind"), kind);
+    EXPECT_EQ(names->get_string("plural"), plural);
+    EXPECT_EQ(strings(names->at("shortNames")), std::vector<std::string>{short_name});
+    EXPECT_EQ(strings(names->at("categories")), std::vector<std::string>{"tidesync"});
+    const auto& v = version_of(crd);
+    EXPECT_EQ(v.get_string("name"), k_version);
+    EXPECT_TRUE(v.get_bool("served") && v.get_bool("storage"));
+    EXPECT_TRUE(v.at_path({"subresources", "status"}) != nullptr);
+    std::vector<std::string> columns;
+    for (const auto& c : v.at("additionalPrinterColumns")->as_array()) {
+      columns.push_back(c.at("name")->as_string());
+      EXPECT_TRUE(c.at("jsonPath")->as_string() == ".metadata.creationTimestamp" ||
+                  path_in_schema(root_schema(crd), c.at("jsonPath")->as_string()))
+          << c.at("jsonPath")->as_string();
+    }
+    std::vector<std::string> want =
+        std::string(kind) == "BucketSync"
+            ? std::vector<std::string>{"Phase", "Started", "Finished", "Age"}
+            : std::vector<std::string>{"Schedule", "Last Sync", "Next Sync", "Age"};
+    for (const auto& w : want)
+      EXPECT_NE(std::find(columns.begin(), columns.end(), w), columns.end()) << w;
+    std::vector<std::string> errors;
+    check_structural(root_schema(crd), "", errors);
+    EXPECT_TRUE(errors.empty()) << errors.front();
+  }
+}
+
+TEST(Crd, SchemaFieldsMatchWhatTheParsersRead) {
+  auto policy = load_crd("bucketsyncpolicies");
+  auto sync = load_crd("bucketsyncs");
+  const auto& ps = root_schema(policy);
+  const auto& ss = root_schema(sync);
+  EXPECT_EQ(keys(ps.at_path({"properties", "spec", "properties"})),
+            as_strings(bucket_sync_policy_spec_fields()));
+  EXPECT_EQ(keys(ps.at_path({"properties", "status", "properties"})),
+            as_strings(bucket_sync_policy_status_fields()));
+  EXPECT_EQ(keys(ss.at_path({"properties", "spec", "properties"})),
+            as_strings(bucket_sync_spec_fields()));
+  EXPECT_EQ(keys(ss.at_path({"properties", "status", "properties"})),
+            as_strings(bucket_sync_status_fields()));
+  // The status JSON the controllers patch has exactly the schema's fields.
+  EXPECT_EQ(keys(ps.at_path({"properties", "status", "properties"})),
+            keys(&static_cast<const json::value&>(to_json(bucket_sync_policy_status{}))));
+  EXPECT_EQ(keys(ss.at_path({"properties", "status", "properties"})),
+            keys(&static_cast<const json::value&>(to_json(bucket_sync_status{}))));
+
+  // Required fields: the schema's list is what the parser calls required on an empty spec.
+  EXPECT_EQ(sorted(strings(ps.at_path({"properties", "spec", "required"}))),
+            sorted(required_reported_by_parser("policy")));
+  EXPECT_EQ(sorted(strings(ss.at_path({"properties", "spec", "required"}))),
+            sorted(required_reported_by_parser("sync")));
+
+  // Enums.
+  std::vector<std::string> phases;
+  for (auto p : {bucket_sync_phase::initialize, bucket_sync_phase::sync,
+                 bucket_sync_phase::finalize, bucket_sync_phase::finished})
+    phases.emplace_back(to_string(p));
+  EXPECT_EQ(strings(ss.at_path({"properties", "status", "properties", "phase", "enum"})), phases);
+  EXPECT_EQ(strings(ps.at_path({"properties", "spec", "properties", "concurrencyPolicy", "enum"})),
+            (std::vector<std::string>{std::string(to_string(concurrency_policy::forbid)),
+                                      std::string(to_string(concurrency_policy::allow))}));
+
+  // EnvVar items: the fields parse_env_list reads.
+  for (const char* list : {"sourceEnv", "destinationEnv"}) {
+    const auto* items = ps.at_path({"properties", "spec", "properties", list, "items"});
+    ASSERT_NE(items, nullptr);
+    EXPECT_EQ(keys(items->at("properties")),
+              (std::vector<std::string>{"name", "value", "valueFrom"}));
+    EXPECT_EQ(keys(items->at_path({"properties", "valueFrom", "properties"})),
+              (std::vector<std::string>{"secretKeyRef", "configMapKeyRef", "fieldRef",
+                                        "resourceFieldRef"}));
+    EXPECT_EQ(*items, *ss.at_path({"properties", "spec", "properties", list, "items"}));
+  }
+}
+
+TEST(Crd, ExamplesPassTheSchemaAndTheParser) {
+  auto policy_crd = load_crd("bucketsyncpolicies");
+  auto sync_crd = load_crd("bucketsyncs");
+  int policies = 0, syncs = 0;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "deploy/examples")) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("bucketsync", 0) != 0) continue;
+    for (const auto& doc : load_documents(entry.path())) {
+      std::string kind(doc.get_string("kind"));
+      std::vector<std::string> warnings;
+      if (kind == k_bucket_sync_policy_kind) {
+        ++policies;
+        auto errors = schema_errors(policy_crd, doc);
+        EXPECT_TRUE(errors.empty()) << name << ": " << errors.front();
+        auto p = parse_bucket_sync_policy(doc, &warnings);
+        EXPECT_TRUE(p.has_value()) << name << ": " << p.error().message;
+      } else if (kind == k_bucket_sync_kind) {
+        ++syncs;
+        auto errors = schema_errors(sync_crd, doc);
+        EXPECT_TRUE(errors.empty()) << name << ": " << errors.front();
+        auto b = parse_bucket_sync(doc, &warnings);
+        EXPECT_TRUE(b.has_value()) << name << ": " << b.error().message;
+      }
+      EXPECT_TRUE(warnings.empty()) << name << ": " << warnings.front();
+    }
+  }
+  EXPECT_GE(policies, 1);
+  EXPECT_GE(syncs, 1);
+}
+
+// Each bad value is refused by the CRD schema (kubectl apply fails) AND by the parser (a
+// controller reading an object stored before the CRD changed still refuses it).
+TEST(Crd, SchemaAndParserRejectTheSameBadValues) {
+  auto crd = load_crd("bucketsyncpolicies");
+  const char* base = R"({"apiVersion": "tidesync.io/v1alpha1", "kind": "BucketSyncPolicy",
+      "metadata": {"name": "x"},
+      "spec": {"source": "a", "destination": "b", "schedule": "@daily"}})";
+  ASSERT_TRUE(schema_errors(crd, *json::parse(base)).empty());
+  ASSERT_TRUE(parse_bucket_sync_policy(*json::parse(base)).has_value());
+  std::vector<std::pair<std::string, json::value>> bad = {
+      {"syncHistoryLimit", 0},
+      {"startingDeadlineSeconds", -5},
+      {"concurrencyPolicy", "Replace"},
+      {"suspend", "yes"},
+      {"timeout", "10"},
+      {"rcloneFlags", json::array{"sync"}},
+      {"sourceEnv", json::array{json::object{{"name", "access-key"}, {"value", "x"}}}},
+      {"destinationEnv",
+       json::array{json::object{
+           {"name", "K"},
+           {"valueFrom", json::object{{"secretKeyRef", json::object{{"name", "s"}}}}}}}},
+      {"jobLabels", json::object{{"a", 1}}},
+      {"source", ""},
+  };
+  for (const auto& [field, value] : bad) {
+    auto obj = *json::parse(base);
+    obj["spec"].as_object().set(field, value);
+    EXPECT_FALSE(schema_errors(crd, obj).empty()) << field << " accepted by the schema";
+    auto p = parse_bucket_sync_policy(obj);
+    EXPECT_FALSE(p.has_value()) << field << " accepted by the parser";
+  }
+}
