@@ -16,9 +16,16 @@ struct field {
   std::string_view bytes;
 };
 
+error http_error(errc code, std::string message, int status, std::string reason) {
+  error e = make_error(code, std::move(message));
+  e.http_status = status;
+  e.reason = std::move(reason);
+  return e;
+}
+
 error malformed(const std::string& what) {
-  return error{errc::bad_request, "the protobuf request body is malformed: " + what, 400,
-               "BadRequest"};
+  return http_error(errc::bad_request, "the protobuf request body is malformed: " + what, 400,
+                    "BadRequest");
 }
 
 // Splits one message into its fields; nullopt when the bytes are not valid protobuf.
@@ -187,11 +194,12 @@ expected<json::value> decode_k8s_protobuf(std::string_view body) {
   }
   if (api_version != "v1" ||
       (kind != "ConfigMap" && kind != "Secret" && kind != "Namespace" && kind != "ServiceAccount"))
-    return error{errc::bad_request,
-                 "protobuf bodies are accepted only for v1 ConfigMap, Secret, Namespace and "
-                 "ServiceAccount (got " +
-                     api_version + " " + kind + "); send JSON instead, e.g. with kubectl apply -f",
-                 415, "UnsupportedMediaType"};
+    return http_error(errc::bad_request,
+                      "protobuf bodies are accepted only for v1 ConfigMap, Secret, Namespace and "
+                      "ServiceAccount (got " +
+                          api_version + " " + kind +
+                          "); send JSON instead, e.g. with kubectl apply -f",
+                      415, "UnsupportedMediaType");
   auto fs = fields_of(raw);
   if (!fs) return malformed("bad " + kind);
   json::value obj = json::object{{"apiVersion", api_version}, {"kind", kind}};

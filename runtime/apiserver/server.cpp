@@ -49,8 +49,10 @@ void send_error(httplib::Response& res, const error& e) {
 }
 
 error http_error(int status, std::string reason, std::string message) {
-  errc code = errc_from_http_status(status);
-  return error{code, std::move(message), status, std::move(reason)};
+  error e = make_error(errc_from_http_status(status), std::move(message));
+  e.http_status = status;
+  e.reason = std::move(reason);
+  return e;
 }
 
 // "5s", "3m", "2h", "4d" like kubectl's HumanDuration (coarser, good enough for a demo).

@@ -14,40 +14,124 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/apiserver/schema.hpp"
+
 namespace tidesync::apiserver {
 namespace {
 
 error api_error(errc code, int status, std::string reason, std::string message) {
-  error e{code, std::move(message), status, std::move(reason)};
+  error e = make_error(code, std::move(message));
+  e.http_status = status;
+  e.reason = std::move(reason);
   return e;
 }
-error not_found(const resource_type& t, std::string_view name) {
-  std::string gr = t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
-  return api_error(errc::not_found, 404, "NotFound",
-                   gr + " \"" + std::string(name) + "\" not found");
-}
-error bad_request(std::string message) {
-  return api_error(errc::bad_request, 400, "BadRequest", std::move(message));
+std::string group_resource(const resource_type& t) {
+  return t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
 }
 // "ConfigMap", "Job.batch", "BucketSync.conformance.tidesync.io": how kube-apiserver names the
 // kind in a 422 message (the group qualifies every kind outside the core group).
 std::string qualified_kind(const resource_type& t) {
   return t.res.group.empty() ? t.res.kind : t.res.kind + "." + t.res.group;
 }
-error invalid(const resource_type& t, std::string_view name, std::string field_message) {
-  return api_error(
-      errc::invalid, 422, "Invalid",
-      qualified_kind(t) + " \"" + std::string(name) + "\" is invalid: " + field_message);
+// An error about one object: kube-apiserver's message `<prefix><what> "<name>"<tail>` and the
+// Status details {name, group, kind} made from the same parts, so they cannot disagree.
+// `by_kind` names the object by its Kind (422, precondition conflicts), else by its resource.
+error object_error(errc code, int status, const char* reason, const resource_type& t,
+                   std::string_view name, bool by_kind, std::string_view prefix,
+                   std::string_view tail) {
+  std::string message(prefix);
+  message += by_kind ? qualified_kind(t) : group_resource(t);
+  message += " \"";
+  message += name;
+  message += '"';
+  message += tail;
+  error e = api_error(code, status, reason, std::move(message));
+  e.subject = error_subject{by_kind ? t.res.kind : t.res.plural, t.res.group, std::string(name)};
+  return e;
 }
-std::string group_resource(const resource_type& t) {
-  return t.res.group.empty() ? t.res.plural : t.res.plural + "." + t.res.group;
+error not_found(const resource_type& t, std::string_view name) {
+  return object_error(errc::not_found, 404, "NotFound", t, name, false, "", " not found");
+}
+error already_exists(const resource_type& t, std::string_view name) {
+  return object_error(errc::already_exists, 409, "AlreadyExists", t, name, false, "",
+                      " already exists");
 }
 error conflict(const resource_type& t, std::string_view name) {
-  return api_error(errc::conflict, 409, "Conflict",
-                   "Operation cannot be fulfilled on " + group_resource(t) + " \"" +
-                       std::string(name) +
-                       "\": the object has been modified; please apply your changes to the "
-                       "latest version and try again");
+  return object_error(errc::conflict, 409, "Conflict", t, name, false,
+                      "Operation cannot be fulfilled on ",
+                      ": the object has been modified; please apply your changes to the latest "
+                      "version and try again");
+}
+// A failed delete precondition: kube-apiserver names the Kind there, not the resource.
+error precondition_conflict(const resource_type& t, std::string_view name,
+                            const std::string& detail) {
+  return object_error(errc::conflict, 409, "Conflict", t, name, true,
+                      "Operation cannot be fulfilled on ", ": " + detail);
+}
+error bad_request(std::string message) {
+  return api_error(errc::bad_request, 400, "BadRequest", std::move(message));
+}
+
+// Field errors as k8s.io/apimachinery's field.Error renders them: `message` is ErrorBody()
+// (`Invalid value: "x": why`), `field` the path, `reason` the cause type.
+error_cause field_invalid(std::string field, std::string_view value, std::string_view detail) {
+  std::string body = "Invalid value: " + std::string(value);
+  if (!detail.empty()) body += ": " + std::string(detail);
+  return {"FieldValueInvalid", std::move(field), std::move(body)};
+}
+error_cause field_required(std::string field, std::string_view detail) {
+  std::string body = "Required value";
+  if (!detail.empty()) body += ": " + std::string(detail);
+  return {"FieldValueRequired", std::move(field), std::move(body)};
+}
+error_cause field_forbidden(std::string field, std::string_view detail) {
+  return {"FieldValueForbidden", std::move(field), "Forbidden: " + std::string(detail)};
+}
+error_cause field_not_supported(std::string field, std::string_view value,
+                                const std::vector<std::string>& valid) {
+  std::string body = "Unsupported value: " + std::string(value);
+  if (!valid.empty()) {
+    body += ": supported values: ";
+    for (size_t i = 0; i < valid.size(); ++i) {
+      if (i != 0) body += ", ";
+      body += valid[i];
+    }
+  }
+  return {"FieldValueNotSupported", std::move(field), std::move(body)};
+}
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  out += s;
+  out += '"';
+  return out;
+}
+
+// 422 Invalid for one object: `<Kind.group> "<name>" is invalid: <causes>`, one cause as
+// "field: body", several as "[field: body, field: body]" (field.ErrorList.ToAggregate(), which
+// also drops repeated messages).
+error invalid(const resource_type& t, std::string_view name, std::vector<error_cause> causes) {
+  std::vector<std::string> parts;
+  for (const auto& c : causes) {
+    std::string m = c.field.empty() ? c.message : c.field + ": " + c.message;
+    if (std::find(parts.begin(), parts.end(), m) == parts.end()) parts.push_back(std::move(m));
+  }
+  std::string agg;
+  if (parts.size() == 1) {
+    agg = parts[0];
+  } else {
+    agg = "[";
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (i != 0) agg += ", ";
+      agg += parts[i];
+    }
+    agg += "]";
+  }
+  error e = object_error(errc::invalid, 422, "Invalid", t, name, true, "", " is invalid: " + agg);
+  e.causes = std::move(causes);
+  return e;
+}
+error invalid(const resource_type& t, std::string_view name, error_cause cause) {
+  return invalid(t, name, std::vector<error_cause>{std::move(cause)});
 }
 error gone(std::string message) {
   return api_error(errc::gone, 410, "Expired", std::move(message));
@@ -127,6 +211,22 @@ std::map<std::string, std::string> labels_of(const json::value& obj) {
       if (v.is_string()) out.emplace(k, v.as_string());
   }
   return out;
+}
+
+// Which kinds kube-apiserver v1.20 keeps metadata.generation on (their registry strategy sets
+// it; checked on the real server by the conformance suite): custom resources and CRDs (bumped
+// when anything outside metadata/status changes) and Deployments (also when annotations
+// change: they are copied to ReplicaSets). Every other built-in kind here (ConfigMap, Secret,
+// Namespace, Pod, Service, PVC, PV, Event, ServiceAccount, Job, Lease) has none: a generation
+// a client sends on create is stored as is, and an update cannot change it.
+enum class generation_rule { none, spec, spec_or_annotations };
+generation_rule generation_rule_for(const resource_type& t) {
+  if (!t.crd_name.empty()) return generation_rule::spec;
+  if (t.res.group == "apiextensions.k8s.io" && t.res.plural == "customresourcedefinitions")
+    return generation_rule::spec;
+  if (t.res.group == "apps" && t.res.plural == "deployments")
+    return generation_rule::spec_or_annotations;
+  return generation_rule::none;
 }
 
 // Equal when everything outside metadata and status is equal: the generation rule.
@@ -505,78 +605,33 @@ json::value status_for(const error& e) {
   std::string reason(reason_for(e));
   json::object st{{"kind", "Status"},    {"apiVersion", "v1"},   {"metadata", json::object{}},
                   {"status", "Failure"}, {"message", e.message}, {"reason", reason}};
-  json::value details = status_details(reason, e.message);
+  json::value details = status_details(e);
   if (!details.is_null()) st.set("details", std::move(details));
   st.set("code", code);
   return st;
 }
 
-json::value status_details(std::string_view reason, std::string_view message) {
-  // Every message below comes from this server in kube-apiserver's exact wording, so the
-  // name and the group/resource (or Kind, for 422) can be read back from it. Clients read
-  // details.name and details.kind (kubectl prints them; client-go's errors use them).
-  auto quoted_name = [&](size_t from, size_t& end) -> std::optional<std::string> {
-    if (from >= message.size() || message[from] != '"') return std::nullopt;
-    end = message.find('"', from + 1);
-    if (end == std::string_view::npos) return std::nullopt;
-    return std::string(message.substr(from + 1, end - from - 1));
-  };
-  // "plural.group" or "Kind.group" → {kind, group}.
-  auto split_group = [](std::string_view gr) {
-    size_t dot = gr.find('.');
-    if (dot == std::string_view::npos) return std::make_pair(std::string(gr), std::string());
-    return std::make_pair(std::string(gr.substr(0, dot)), std::string(gr.substr(dot + 1)));
-  };
-  auto make = [](const std::string& name, const std::pair<std::string, std::string>& kg) {
-    json::object d{{"name", name}};
-    if (!kg.second.empty()) d.set("group", kg.second);
-    d.set("kind", kg.first);
-    return d;
-  };
-  size_t sp = message.find(' ');
-  if (reason == "NotFound" || reason == "AlreadyExists") {
-    std::string_view tail = reason == "NotFound" ? " not found" : " already exists";
-    size_t end = 0;
-    if (sp == std::string_view::npos || message.size() < tail.size() ||
-        message.substr(message.size() - tail.size()) != tail)
-      return nullptr;
-    auto name = quoted_name(sp + 1, end);
-    if (!name || end + 1 + tail.size() != message.size()) return nullptr;
-    return make(*name, split_group(message.substr(0, sp)));
+json::value status_details(const error& e) {
+  if (!e.subject && e.causes.empty()) return nullptr;
+  // metav1.StatusDetails: every field is omitempty.
+  json::object d;
+  if (e.subject) {
+    if (!e.subject->name.empty()) d.set("name", e.subject->name);
+    if (!e.subject->group.empty()) d.set("group", e.subject->group);
+    if (!e.subject->kind.empty()) d.set("kind", e.subject->kind);
   }
-  if (reason == "Conflict") {
-    constexpr std::string_view prefix = "Operation cannot be fulfilled on ";
-    if (message.substr(0, prefix.size()) != prefix) return nullptr;
-    size_t gr_end = message.find(' ', prefix.size());
-    size_t end = 0;
-    if (gr_end == std::string_view::npos) return nullptr;
-    auto name = quoted_name(gr_end + 1, end);
-    if (!name) return nullptr;
-    return make(*name, split_group(message.substr(prefix.size(), gr_end - prefix.size())));
-  }
-  if (reason == "Invalid") {
-    constexpr std::string_view mid = " is invalid: ";
-    size_t end = 0;
-    if (sp == std::string_view::npos) return nullptr;
-    auto name = quoted_name(sp + 1, end);
-    if (!name || message.substr(end + 1, mid.size()) != mid) return nullptr;
-    json::object d = make(*name, split_group(message.substr(0, sp)));
-    // One cause: "field: Invalid value: ..." (kube-apiserver lists one per field error).
-    std::string_view rest = message.substr(end + 1 + mid.size());
-    size_t colon = rest.find(": ");
-    if (colon != std::string_view::npos) {
-      std::string_view text = rest.substr(colon + 2);
-      std::string cause_reason = "FieldValueInvalid";
-      if (text.rfind("Required value", 0) == 0) cause_reason = "FieldValueRequired";
-      if (text.rfind("Forbidden", 0) == 0) cause_reason = "FieldValueForbidden";
-      if (text.rfind("Unsupported value", 0) == 0) cause_reason = "FieldValueNotSupported";
-      d.set("causes", json::array{json::object{{"reason", cause_reason},
-                                               {"message", std::string(text)},
-                                               {"field", std::string(rest.substr(0, colon))}}});
+  if (!e.causes.empty()) {
+    json::array causes;
+    for (const auto& c : e.causes) {
+      json::object o;
+      if (!c.reason.empty()) o.set("reason", c.reason);
+      if (!c.message.empty()) o.set("message", c.message);
+      if (!c.field.empty()) o.set("field", c.field);
+      causes.push_back(std::move(o));
     }
-    return d;
+    d.set("causes", std::move(causes));
   }
-  return nullptr;
+  return d;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -851,14 +906,31 @@ expected<void> store::check_namespace(const type_entry& e, std::string_view ns) 
                        e.any().res.plural);
   const auto& nss = types_.at("core/namespaces").objects;
   auto it = nss.find(object_key("", ns));
-  if (it == nss.end())
-    return api_error(errc::not_found, 404, "NotFound",
-                     "namespaces \"" + std::string(ns) + "\" not found");
+  if (it == nss.end()) return not_found(types_.at("core/namespaces").any(), ns);
   if (it->second->obj.at_path({"metadata", "deletionTimestamp"}) != nullptr)
     return api_error(errc::forbidden, 403, "Forbidden",
                      "unable to create new content in namespace " + std::string(ns) +
                          " because it is being terminated");
   return {};
+}
+
+expected<void> store::check_custom_resource(const type_entry& e, std::string_view name,
+                                            json::value& obj) const {
+  const resource_type& any = e.any();
+  if (any.crd_name.empty()) return {};
+  // The schema of the version the object is written in (its apiVersion), as the real server
+  // decodes it with that version's schema.
+  const resource_type* t = &any;
+  std::string_view api_version = obj.get_string("apiVersion");
+  if (auto slash = api_version.find('/'); slash != std::string_view::npos)
+    if (auto it = e.versions.find(std::string(api_version.substr(slash + 1)));
+        it != e.versions.end())
+      t = &it->second;
+  if (!t->schema) return {};
+  prune_custom_resource(obj, *t->schema);
+  auto causes = validate_custom_resource(obj, *t->schema);
+  if (causes.empty()) return {};
+  return invalid(*t, name, std::move(causes));
 }
 
 expected<object_ptr> store::get(const resource_type& t, std::string_view ns,
@@ -967,21 +1039,22 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
     meta.as_object().set("name", name);
   }
   if (name.empty())
-    return invalid(t, "", "metadata.name: Required value: name or generateName is required");
+    return invalid(t, "", field_required("metadata.name", "name or generateName is required"));
   if (auto why = validate_name(name, label_name); !why.empty())
-    return invalid(t, name, "metadata.name: Invalid value: \"" + name + "\": " + why);
+    return invalid(t, name, field_invalid("metadata.name", quoted(name), why));
   if (t.res.namespaced)
     if (auto ok = check_namespace(e, target_ns); !ok) return ok.error();
   std::string key = object_key(target_ns, name);
-  if (e.objects.count(key) != 0)
-    return api_error(errc::already_exists, 409, "AlreadyExists",
-                     group_resource(t) + " \"" + name + "\" already exists");
+  if (e.objects.count(key) != 0) return already_exists(t, name);
   if (const auto* l = meta.at("labels"); l != nullptr && !l->is_null()) {
-    if (!l->is_object()) return invalid(t, name, "metadata.labels: Invalid value: must be a map");
+    if (!l->is_object())
+      return invalid(
+          t, name,
+          error_cause{"FieldValueInvalid", "metadata.labels", "Invalid value: must be a map"});
     for (const auto& [k, v] : l->as_object())
       if (!k8s::label_selector::valid_key(k) || !v.is_string() ||
           !k8s::label_selector::valid_value(v.as_string()))
-        return invalid(t, name, "metadata.labels: Invalid value: \"" + k + "\": not a valid label");
+        return invalid(t, name, field_invalid("metadata.labels", quoted(k), "not a valid label"));
   }
   bool is_crd = t.res.group == "apiextensions.k8s.io";
   if (is_crd) {
@@ -995,17 +1068,19 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
     if (group.empty() || plural.empty() || kind.empty())
       return invalid(
           t, name,
-          "spec: Required value: spec.group, spec.names.plural and spec.names.kind are required");
+          field_required("spec", "spec.group, spec.names.plural and spec.names.kind are required"));
     if (name != plural + "." + group)
       return invalid(t, name,
-                     "metadata.name: Invalid value: \"" + name +
-                         "\": must be spec.names.plural+\".\"+spec.group");
+                     field_invalid("metadata.name", quoted(name),
+                                   "must be spec.names.plural+\".\"+spec.group"));
     if (versions == nullptr || !versions->is_array() || versions->as_array().empty())
-      return invalid(t, name, "spec.versions: Invalid value: must have at least one version");
-    if (scope != "Namespaced" && scope != "Cluster")
       return invalid(t, name,
-                     "spec.scope: Unsupported value: \"" + scope +
-                         "\": supported values: \"Cluster\", \"Namespaced\"");
+                     error_cause{"FieldValueInvalid", "spec.versions",
+                                 "Invalid value: must have at least one version"});
+    if (scope != "Namespaced" && scope != "Cluster")
+      return invalid(
+          t, name,
+          field_not_supported("spec.scope", quoted(scope), {"\"Cluster\"", "\"Namespaced\""}));
     std::string now = now_rfc3339();
     json::array stored;
     for (const auto& v : versions->as_array())
@@ -1029,11 +1104,12 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
   } else if (!t.crd_name.empty() && t.status_subresource) {
     obj.as_object().erase("status");  // as kube-apiserver: status is not settable on create
   }
+  if (auto bad = check_custom_resource(e, name, obj); !bad) return bad.error();
   if (t.res.plural == "secrets" && t.res.group.empty()) fold_string_data(obj);
   auto& m = obj["metadata"].as_object();
   m.set("uid", new_uid());
   m.set("creationTimestamp", now_rfc3339());
-  m.set("generation", int64_t{1});
+  if (generation_rule_for(t) != generation_rule::none) m.set("generation", int64_t{1});
   m.erase("deletionTimestamp");
   m.erase("deletionGracePeriodSeconds");
   m.erase("resourceVersion");
@@ -1109,30 +1185,48 @@ expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, st
         m.erase(f);
     }
     if (const auto* l = m.find("labels"); l != nullptr && !l->is_null()) {
-      if (!l->is_object()) return invalid(t, name, "metadata.labels: Invalid value: must be a map");
+      if (!l->is_object())
+        return invalid(
+            t, name,
+            error_cause{"FieldValueInvalid", "metadata.labels", "Invalid value: must be a map"});
       for (const auto& [k, v] : l->as_object())
         if (!k8s::label_selector::valid_key(k) || !v.is_string() ||
             !k8s::label_selector::valid_value(v.as_string()))
-          return invalid(t, name,
-                         "metadata.labels: Invalid value: \"" + k + "\": not a valid label");
+          return invalid(t, name, field_invalid("metadata.labels", quoted(k), "not a valid label"));
     }
     if (old_meta->at("deletionTimestamp") != nullptr) {
       auto before = string_list(old_meta->at("finalizers"));
       for (const auto& f : string_list(m.find("finalizers")))
         if (std::find(before.begin(), before.end(), f) == before.end())
-          return invalid(t, name,
-                         "metadata.finalizers: Forbidden: no new finalizers can be added if the "
-                         "object is being deleted, found new finalizers []string{\"" +
-                             f + "\"}");
+          return invalid(
+              t, name,
+              field_forbidden("metadata.finalizers",
+                              "no new finalizers can be added if the "
+                              "object is being deleted, found new finalizers []string{\"" +
+                                  f + "\"}"));
     }
   }
   if (t.res.plural == "secrets" && t.res.group.empty()) fold_string_data(next);
   next.as_object().set("apiVersion", std::string(old.get_string("apiVersion")));
+  if (auto bad = check_custom_resource(e, name, next); !bad) return bad.error();
   next.as_object().set("kind", t.res.kind);
-  int64_t gen = old_meta->get_int("generation", 1);
-  if (!same_spec(old, next)) ++gen;
   auto& nm = next["metadata"].as_object();
-  nm.set("generation", gen);
+  if (auto rule = generation_rule_for(t); rule != generation_rule::none) {
+    int64_t gen = old_meta->get_int("generation", 1);
+    bool bump = !same_spec(old, next);
+    if (rule == generation_rule::spec_or_annotations && !bump) {
+      const auto* a = old_meta->at("annotations");
+      const auto* b = nm.find("annotations");
+      bool a_empty = a == nullptr || (a->is_object() && a->as_object().empty());
+      bool b_empty = b == nullptr || (b->is_object() && b->as_object().empty());
+      bump = (a_empty != b_empty) || (!a_empty && !(*a == *b));
+    }
+    nm.set("generation", bump ? gen + 1 : gen);
+  } else if (const auto* g = old_meta->at("generation")) {
+    nm.set("generation", *g);  // clients cannot change it (rest.BeforeUpdate)
+  } else {
+    nm.erase("generation");
+  }
   nm.set("resourceVersion", std::to_string(cur->rv));
   if (next == old) return cur;  // a no-op update: no new resourceVersion, no event
   if (next.at("metadata")->at("deletionTimestamp") != nullptr && !has_finalizers(next)) {
@@ -1199,17 +1293,16 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
   object_ptr cur = it->second;
   // kube-apiserver's wording (etcd3 store's precondition check).
   if (!o.precondition_uid.empty() && o.precondition_uid != cur->uid)
-    return api_error(errc::conflict, 409, "Conflict",
-                     "Operation cannot be fulfilled on " + qualified_kind(t) + " \"" +
-                         std::string(name) + "\": the UID in the precondition (" +
-                         o.precondition_uid + ") does not match the UID in record (" + cur->uid +
-                         "). The object might have been deleted and then recreated");
+    return precondition_conflict(t, name,
+                                 "the UID in the precondition (" + o.precondition_uid +
+                                     ") does not match the UID in record (" + cur->uid +
+                                     "). The object might have been deleted and then recreated");
   if (!o.precondition_rv.empty() && o.precondition_rv != std::to_string(cur->rv))
-    return api_error(errc::conflict, 409, "Conflict",
-                     "Operation cannot be fulfilled on " + qualified_kind(t) + " \"" +
-                         std::string(name) + "\": the ResourceVersion in the precondition (" +
-                         o.precondition_rv + ") does not match the ResourceVersion in record (" +
-                         std::to_string(cur->rv) + "). The object might have been modified");
+    return precondition_conflict(t, name,
+                                 "the ResourceVersion in the precondition (" + o.precondition_rv +
+                                     ") does not match the ResourceVersion in record (" +
+                                     std::to_string(cur->rv) +
+                                     "). The object might have been modified");
   if (o.propagation_policy == "Orphan" && owner_ref_counts_.count(cur->uid) != 0) {
     // Orphan: dependents lose their reference to this owner and stay.
     std::vector<std::pair<std::string, std::string>> deps;
@@ -1268,7 +1361,9 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
     auto& m = obj["metadata"].as_object();
     m.set("deletionTimestamp", now_rfc3339());
     m.set("deletionGracePeriodSeconds", int64_t{0});
-    m.set("generation", obj.at("metadata")->get_int("generation", 1) + 1);
+    // rest.BeforeDelete bumps the generation of kinds that have one.
+    if (int64_t gen = obj.at("metadata")->get_int("generation", 0); gen > 0)
+      m.set("generation", gen + 1);
     auto so = publish(e, key, std::move(obj), "MODIFIED", cur);
     return delete_result{so, false};
   }
@@ -1361,6 +1456,8 @@ void store::on_crd_changed(const stored_object& crd, bool deleted) {
     t.categories = string_list(names->at("categories"));
     t.status_subresource = v.at_path({"subresources", "status"}) != nullptr;
     t.crd_name = crd_name;
+    if (const auto* sc = v.at_path({"schema", "openAPIV3Schema"}); sc != nullptr && sc->is_object())
+      t.schema = std::make_shared<const json::value>(*sc);
     if (const auto* cols = v.at("additionalPrinterColumns"); cols != nullptr && cols->is_array())
       for (const auto& c : cols->as_array())
         t.columns.push_back({std::string(c.get_string("name")), std::string(c.get_string("type")),

@@ -51,6 +51,9 @@ struct resource_type {
   bool status_subresource = false;
   std::vector<printer_column> columns;  // a CRD's additionalPrinterColumns
   std::string crd_name;                 // non-empty for custom resources
+  // A custom resource version's openAPIV3Schema (null when the CRD gives none): objects are
+  // pruned and validated against it (schema.hpp). Shared: resource types are copied often.
+  std::shared_ptr<const json::value> schema;
 };
 
 // One stored object. Immutable once published: writers make a new one.
@@ -230,6 +233,9 @@ class store {
   void on_crd_changed(const stored_object& crd, bool deleted);
   void track_owner_refs(const json::value& obj, int delta);
   expected<void> check_namespace(const type_entry& e, std::string_view ns) const;
+  // Custom resources: prunes `obj` and validates it against its version's schema (422).
+  expected<void> check_custom_resource(const type_entry& e, std::string_view name,
+                                       json::value& obj) const;
   void finish_namespace_if_empty(const std::string& ns);
 
   store_options options_;
@@ -251,12 +257,12 @@ class store {
 // one group/plural share their objects, as in Kubernetes.
 std::string type_id(const k8s::resource& r);
 
-// Builds the Status object Kubernetes returns for an error, with `details` when the message
-// names an object (see status_details).
+// Builds the Status object Kubernetes returns for an error, with `details` when the error
+// names its subject or carries field causes.
 json::value status_for(const error& e);
-// Status.details {name, group, kind[, causes]} read back from the message of a NotFound,
-// AlreadyExists, Conflict or Invalid error in kube-apiserver's wording; null otherwise.
-json::value status_details(std::string_view reason, std::string_view message);
+// Status.details {name, group, kind[, causes]} from the error's subject and causes (every
+// field omitted when empty, as metav1.StatusDetails); null when the error has neither.
+json::value status_details(const error& e);
 // The HTTP reason word for an errc ("NotFound", "Conflict", ...).
 std::string_view reason_for(const error& e);
 

@@ -93,7 +93,7 @@ TEST_F(store_test, create_sets_metadata_and_global_resource_version) {
   const auto* m = (*a)->obj.at("metadata");
   EXPECT_EQ(m->get_string("namespace"), "default");
   EXPECT_EQ(m->get_string("uid").size(), 36u);
-  EXPECT_EQ(m->get_int("generation"), 1);
+  EXPECT_EQ(m->at("generation"), nullptr) << "v1.20 keeps no generation on ConfigMaps";
   EXPECT_EQ(m->get_string("creationTimestamp").size(), 20u);  // 2026-01-01T00:00:00Z
   auto b = st.create(nss, "", json::object{{"metadata", json::object{{"name", "other"}}}});
   ASSERT_TRUE(b.has_value());
@@ -119,6 +119,77 @@ TEST_F(store_test, create_validates_name_namespace_and_duplicates) {
   ASSERT_FALSE(dup.has_value());
   EXPECT_EQ(dup.error().http_status, 409);
   EXPECT_EQ(dup.error().reason, "AlreadyExists");
+}
+
+// Status details come from the error's structured subject and causes, set where the store
+// makes the error, never from parsing the message back.
+TEST_F(store_test, errors_carry_their_subject_and_causes) {
+  auto bad = st.create(cms, "default", configmap("Not_Valid"));
+  ASSERT_FALSE(bad.has_value());
+  const error& inv = bad.error();
+  ASSERT_TRUE(inv.subject.has_value());
+  EXPECT_EQ(inv.subject->kind, "ConfigMap") << "422 names the Kind";
+  EXPECT_EQ(inv.subject->group, "");
+  EXPECT_EQ(inv.subject->name, "Not_Valid");
+  ASSERT_EQ(inv.causes.size(), 1u);
+  EXPECT_EQ(inv.causes[0].reason, "FieldValueInvalid");
+  EXPECT_EQ(inv.causes[0].field, "metadata.name");
+  EXPECT_EQ(inv.causes[0].message.rfind("Invalid value: \"Not_Valid\": a lowercase RFC 1123", 0),
+            0u)
+      << inv.causes[0].message;
+  EXPECT_EQ(inv.message,
+            "ConfigMap \"Not_Valid\" is invalid: metadata.name: " + inv.causes[0].message);
+  json::value st422 = status_for(inv);
+  EXPECT_EQ(st422.get_int("code"), 422);
+  const auto* d = st422.at("details");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->get_string("name"), "Not_Valid");
+  EXPECT_EQ(d->at("group"), nullptr) << "omitted when empty, as metav1.StatusDetails";
+  EXPECT_EQ(d->get_string("kind"), "ConfigMap");
+  ASSERT_NE(d->at("causes"), nullptr);
+  ASSERT_EQ(d->at("causes")->as_array().size(), 1u);
+  const auto& c = d->at("causes")->as_array()[0];
+  EXPECT_EQ(c.get_string("reason"), "FieldValueInvalid");
+  EXPECT_EQ(c.get_string("field"), "metadata.name");
+  EXPECT_EQ(c.get_string("message"), inv.causes[0].message);
+
+  // A custom resource: the group is part of the subject.
+  ASSERT_TRUE(st.create(crds, "", must_parse(kWidgetCrd)).has_value());
+  auto widgets = type_of(st, "test.tidesync.io", "v1", "widgets");
+  auto nf = st.get(widgets, "default", "nope");
+  ASSERT_FALSE(nf.has_value());
+  ASSERT_TRUE(nf.error().subject.has_value());
+  EXPECT_EQ(nf.error().subject->kind, "widgets") << "404 names the resource";
+  EXPECT_EQ(nf.error().subject->group, "test.tidesync.io");
+  EXPECT_EQ(nf.error().subject->name, "nope");
+  EXPECT_EQ(status_for(nf.error()).at("details")->get_string("group"), "test.tidesync.io");
+
+  ASSERT_TRUE(st.create(widgets, "default", widget("w", 1)).has_value());
+  auto dup = st.create(widgets, "default", widget("w", 1));
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().subject->kind, "widgets");
+  EXPECT_EQ(dup.error().subject->name, "w");
+  EXPECT_TRUE(dup.error().causes.empty());
+
+  // A namespace that does not exist: the subject is the namespace.
+  auto no_ns = st.create(cms, "missing", configmap("a"));
+  ASSERT_FALSE(no_ns.has_value());
+  EXPECT_EQ(no_ns.error().subject->kind, "namespaces");
+  EXPECT_EQ(no_ns.error().subject->name, "missing");
+
+  // A delete precondition names the Kind, as kube-apiserver does.
+  ASSERT_TRUE(st.create(cms, "default", configmap("p")).has_value());
+  delete_options pre;
+  pre.precondition_uid = "00000000-0000-0000-0000-000000000000";
+  auto wrong = st.remove(cms, "default", "p", pre);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().subject->kind, "ConfigMap");
+  EXPECT_EQ(wrong.error().subject->name, "p");
+
+  // Errors about no object have no details.
+  error plain = make_error(errc::bad_request, "the object must be a JSON object");
+  EXPECT_TRUE(status_details(plain).is_null());
+  EXPECT_EQ(status_for(plain).at("details"), nullptr);
 }
 
 TEST_F(store_test, generate_name_adds_a_random_suffix) {
@@ -185,6 +256,59 @@ TEST_F(store_test, generation_follows_spec_only_and_noop_keeps_resource_version)
                        must_parse(R"({"spec":{"size":2}})"));
   ASSERT_TRUE(noop.has_value());
   EXPECT_EQ(rv_of(*noop), rv_of(*spec));
+}
+
+// Only kinds whose v1.20 strategy keeps a generation have one (checked on the real server by
+// the conformance suite): custom resources, CRDs, Deployments (annotations count too).
+TEST_F(store_test, generation_only_on_kinds_that_keep_one) {
+  auto cm = st.create(cms, "default", configmap("c"));
+  ASSERT_TRUE(cm.has_value());
+  EXPECT_EQ((*cm)->obj.at_path({"metadata", "generation"}), nullptr);
+  json::value changed = (*cm)->obj;
+  changed["data"].as_object().set("k", "other");
+  changed["metadata"].as_object().set("generation", 5);
+  auto upd = st.update(cms, "default", "c", changed);
+  ASSERT_TRUE(upd.has_value());
+  EXPECT_EQ((*upd)->obj.at_path({"metadata", "generation"}), nullptr)
+      << "an update cannot set a generation";
+  json::value preset = configmap("d");
+  preset["metadata"].as_object().set("generation", 7);
+  auto kept = st.create(cms, "default", preset);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(generation_of(*kept), 7) << "a generation sent on create is stored as is";
+
+  auto jobs = type_of(st, "batch", "v1", "jobs");
+  auto job =
+      st.create(jobs, "default", must_parse(R"({"metadata":{"name":"j"},"spec":{"template":{}}})"));
+  ASSERT_TRUE(job.has_value()) << job.error().message;
+  EXPECT_EQ((*job)->obj.at_path({"metadata", "generation"}), nullptr);
+
+  auto deps = type_of(st, "apps", "v1", "deployments");
+  auto dep =
+      st.create(deps, "default", must_parse(R"({"metadata":{"name":"d"},"spec":{"replicas":1}})"));
+  ASSERT_TRUE(dep.has_value()) << dep.error().message;
+  EXPECT_EQ(generation_of(*dep), 1);
+  auto labelled = st.patch(deps, "default", "d", store::patch_type::merge,
+                           must_parse(R"({"metadata":{"labels":{"a":"b"}}})"));
+  ASSERT_TRUE(labelled.has_value());
+  EXPECT_EQ(generation_of(*labelled), 1) << "labels do not bump a Deployment's generation";
+  auto annotated = st.patch(deps, "default", "d", store::patch_type::merge,
+                            must_parse(R"({"metadata":{"annotations":{"a":"b"}}})"));
+  ASSERT_TRUE(annotated.has_value());
+  EXPECT_EQ(generation_of(*annotated), 2) << "annotations do";
+  auto scaled = st.patch(deps, "default", "d", store::patch_type::merge,
+                         must_parse(R"({"spec":{"replicas":3}})"));
+  ASSERT_TRUE(scaled.has_value());
+  EXPECT_EQ(generation_of(*scaled), 3);
+
+  // Deletion with a finalizer bumps only a generation that exists.
+  json::value held = configmap("h");
+  held["metadata"].as_object().set("finalizers", json::array{"x.io/hold"});
+  ASSERT_TRUE(st.create(cms, "default", held).has_value());
+  auto deleting = st.remove(cms, "default", "h");
+  ASSERT_TRUE(deleting.has_value());
+  EXPECT_FALSE(deleting->deleted);
+  EXPECT_EQ(deleting->object->obj.at_path({"metadata", "generation"}), nullptr);
 }
 
 TEST_F(store_test, status_subresource_separates_spec_and_status) {
