@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 #include "actors/type_ids.hpp"
 
@@ -46,13 +48,29 @@ using scheduler_actor = caf::typed_actor<
     // Internal: the timer for the earliest delayed key fired; stale generations are dropped.
     caf::reacts_to<atom::tick, uint64_t>>;
 
+// Exclusive locks on bucket paths (normalised rclone remote + path): all or nothing per holder,
+// FIFO among overlapping waiters, each held lock mirrored as a Lease through a lease_sink,
+// reclaimed after a TTL when its holder is gone. Rules: docs/locks.md.
+using lock_manager_actor = caf::typed_actor<
+    // Ask for `paths` for `holder` ("namespace/name/uid"): granted, waiting (who is in the
+    // way, for a WaitingForLock condition) or rejected. Idempotent; answered at once.
+    caf::replies_to<atom::acquire, std::string, std::vector<std::string>>::with<lock_reply>,
+    // Deferred: answers `granted` when `holder`'s turn comes (at once if it holds), or
+    // `rejected` if it is not waiting or withdraws.
+    caf::replies_to<atom::await_lock, std::string>::with<lock_reply>,
+    // Drop `holder`'s locks (finalize) or its waiting entry (deleted while waiting).
+    caf::reacts_to<atom::release, std::string>,
+    // The holder of a lock conflicting with `path`, "" if none (or if `path` is invalid).
+    caf::replies_to<atom::holder_of, std::string>::with<std::string>,
+    // Internal: renew held locks of live holders and reclaim stale ones; stale generations
+    // are dropped.
+    caf::reacts_to<atom::tick, uint64_t>>;
+
 // Planned (issue 4), each to be added here with one line per handler when it is built:
 // - watcher_actor: one per watched resource; owns its informer cache and tells the controller
 //   which keys changed (added/modified/deleted), never the objects themselves.
 // - controller_actor: one per kind; a worker_actor for its scheduler; drops events caused by
 //   our own status writes; maps keys to resource actors.
-// - lock_actor: exclusive access per bucket (normalised remote + path), FIFO among waiters,
-//   each held lock mirrored as a coordination.k8s.io/v1 Lease; reclaimed after a TTL.
 // - resource_actor: one per BucketSync; runs the pure phase machine Initialize → Sync →
 //   Finalize → Finished and reports a reconcile_outcome to its controller.
 

@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 
 namespace tidesync::actors {
@@ -32,6 +34,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, scheduler_stats& x) {
   return f(caf::meta::type_name("tidesync::actors::scheduler_stats"), x.queued, x.running,
            x.delayed, x.adds, x.admitted, x.retries, x.gave_up, x.forgotten);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lock_reply& x) {
+  return f(caf::meta::type_name("tidesync::actors::lock_reply"), x.what, x.blocker,
+           x.blocker_waiting, x.path, x.position, x.message);
 }
 
 }  // namespace tidesync::actors
@@ -54,5 +62,13 @@ CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::reconcile_outcome))
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::scheduler_limits))
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::scheduler_stats))
 CAF_ADD_TYPE_ID(tidesync, (std::map<std::string, uint64_t>))
+
+// -- lock manager (docs/locks.md) --
+CAF_ADD_ATOM(tidesync, tidesync::atom, acquire, "acquire")
+CAF_ADD_ATOM(tidesync, tidesync::atom, await_lock, "awaitlock")
+CAF_ADD_ATOM(tidesync, tidesync::atom, release, "release")
+CAF_ADD_ATOM(tidesync, tidesync::atom, holder_of, "holderof")
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::lock_reply))
+CAF_ADD_TYPE_ID(tidesync, (std::vector<std::string>))
 
 CAF_END_TYPE_ID_BLOCK(tidesync)

@@ -376,9 +376,13 @@ TEST(SchedulerLogic, RandomisedOperationsKeepTheInvariants) {
         ASSERT_GT(pos, last_pos) << "admitted out of arrival order";
         last_pos = pos;
         auto ns = key_namespace(order.key);
-        if (auto l = ns_limit(ns)) ASSERT_LE(s.running_in(ns), *l);
+        if (auto l = ns_limit(ns)) {
+          ASSERT_LE(s.running_in(ns), *l);
+        }
       }
-      if (!admitted.empty()) ASSERT_LE(s.stats().running, lim.global);
+      if (!admitted.empty()) {
+        ASSERT_LE(s.stats().running, lim.global);
+      }
       ASSERT_EQ(s.stats().running, running.size());
       // Work conservation and FIFO: every key still queued is blocked by a limit.
       for (auto& [key, pos] : s.positions()) {
