@@ -48,6 +48,21 @@ error error_from_response(long status, std::string_view body, std::string_view w
   if (auto doc = json::parse(body); doc && doc->is_object()) {
     err.message = std::string(doc->get_string("message"));
     err.reason = std::string(doc->get_string("reason"));
+    // The object the error is about and, for 422, one cause per field: callers report
+    // them (e.g. in a condition) without parsing the message.
+    if (const json::value* details = doc->at("details"); details && details->is_object()) {
+      error_subject subject{std::string(details->get_string("kind")),
+                            std::string(details->get_string("group")),
+                            std::string(details->get_string("name"))};
+      if (!subject.kind.empty() || !subject.name.empty()) err.subject = std::move(subject);
+      if (const json::value* causes = details->at("causes"); causes && causes->is_array()) {
+        for (const auto& c : causes->as_array()) {
+          err.causes.push_back({std::string(c.get_string("reason")),
+                                std::string(c.get_string("field")),
+                                std::string(c.get_string("message"))});
+        }
+      }
+    }
   }
   if (status == 409 && err.reason == "AlreadyExists") err.code = errc::already_exists;
   if (err.message.empty()) {

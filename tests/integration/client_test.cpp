@@ -105,8 +105,12 @@ class fake_server {
       }
       if (req.body.find("\"bad\"") != std::string::npos) {
         res.status = 422;
-        res.set_content(status_body(422, "Invalid", "ConfigMap \\\"bad\\\" is invalid"),
-                        "application/json");
+        res.set_content(
+            R"({"kind":"Status","apiVersion":"v1","status":"Failure",)"
+            R"("message":"ConfigMap \"bad\" is invalid","reason":"Invalid","code":422,)"
+            R"("details":{"name":"bad","kind":"ConfigMap","causes":[)"
+            R"({"reason":"FieldValueInvalid","message":"Invalid value: \"x\"","field":"data.k"}]}})",
+            "application/json");
         return;
       }
       res.status = 201;
@@ -453,6 +457,13 @@ TEST(Client, StatusCodesBecomeDistinctErrorsWithTheServerMessage) {
   ASSERT_FALSE(invalid);
   EXPECT_EQ(invalid.error().code, errc::invalid);
   EXPECT_EQ(invalid.error().message, "ConfigMap \"bad\" is invalid");
+  ASSERT_TRUE(invalid.error().subject.has_value());
+  EXPECT_EQ(invalid.error().subject->kind, "ConfigMap");
+  EXPECT_EQ(invalid.error().subject->name, "bad");
+  ASSERT_EQ(invalid.error().causes.size(), 1u);
+  EXPECT_EQ(invalid.error().causes[0].field, "data.k");
+  EXPECT_EQ(invalid.error().causes[0].reason, "FieldValueInvalid");
+  EXPECT_FALSE(conflict.error().subject.has_value()) << "a Status without details has none";
 
   auto proxy = c.get_sync(kConfigMaps, "default", "proxy-error");
   ASSERT_FALSE(proxy);
