@@ -10,9 +10,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/apiserver/kubelet.hpp"
 #include "runtime/apiserver/manifest.hpp"
 #include "runtime/apiserver/server.hpp"
 #include "runtime/apiserver/store.hpp"
@@ -24,11 +26,13 @@ namespace {
 
 constexpr const char* kUsage =
     R"(Usage: tidesync simulate [--port N] [--kubeconfig PATH] [--data-dir DIR]
-                         [--no-controller] [--history N] [MANIFEST_OR_DIR ...]
+                         [--no-controller] [--no-kubelet] [--history N] [MANIFEST_OR_DIR ...]
 
 Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
 (discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
 kubeconfig for kubectl, applies the given manifests, and serves until SIGINT or SIGTERM.
+A simulated kubelet runs Jobs whose image is rclone or tidesync as local processes, so
+syncs really move bytes (docs/kubelet.md).
 
 Flags:
   --port N           port to listen on (default 0: pick a free one)
@@ -38,6 +42,7 @@ Flags:
                      (default ./.tidesync-sim)
   --no-controller    do not run the controller in this process (accepted now; the
                      controller is not part of this build yet, so nothing else runs)
+  --no-kubelet       do not run Jobs (they stay without pods, as on a cluster with no nodes)
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
   -h, --help         show this help
@@ -136,6 +141,7 @@ int run_simulate(int argc, char** argv) {
   int port = 0;
   std::string kubeconfig, data_dir = "./.tidesync-sim";
   size_t history = 10000;
+  bool run_kubelet = true;
   std::vector<std::string> manifests;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -173,6 +179,8 @@ int run_simulate(int argc, char** argv) {
       if (v == nullptr || *end != '\0' || n < 1)
         return usage_error("--history needs a positive number");
       history = static_cast<size_t>(n);
+    } else if (a == "--no-kubelet") {
+      run_kubelet = false;
     } else if (a == "--no-controller") {
       // Accepted for forward compatibility: the controller is not in this build yet.
     } else if (!a.empty() && a[0] == '-') {
@@ -251,6 +259,21 @@ int run_simulate(int argc, char** argv) {
     }
   }
   if (!docs.empty()) log->info("applied {} object(s)", docs.size());
+  // The simulated kubelet runs rclone/tidesync Jobs as local processes (this binary for
+  // tidesync images).
+  std::unique_ptr<apiserver::kubelet> kubelet;
+  if (run_kubelet) {
+    apiserver::kubelet_options ko;
+    ko.data_dir = data_dir;
+    ko.tidesync_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    kubelet = std::make_unique<apiserver::kubelet>(st, ko);
+    if (auto k = kubelet->start(); !k) {
+      std::fprintf(stderr, "tidesync simulate: cannot start the simulated kubelet: %s\n",
+                   k.error().message.c_str());
+      srv.stop();
+      return 1;
+    }
+  }
   std::printf("tidesync simulate: API server on http://127.0.0.1:%d, kubeconfig at %s\n", *bound,
               kubeconfig.c_str());
   std::fflush(stdout);
@@ -267,6 +290,7 @@ int run_simulate(int argc, char** argv) {
       if (auto s = st.save(state_path); !s) log->warn("cannot save state: {}", s.error().message);
     }
   }
+  if (kubelet) kubelet->stop();
   srv.stop();
   if (auto s = st.save(state_path); !s) {
     log->error("cannot save state: {}", s.error().message);

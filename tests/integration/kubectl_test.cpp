@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -199,6 +200,25 @@ TEST_F(kubectl_test, state_survives_a_restart_and_manifests_apply_at_start) {
   auto demo = kubectl({"get", "greetings", "-n", "demo"});
   EXPECT_EQ(demo.status, 0) << demo.output;
   EXPECT_NE(demo.output.find("MESSAGE"), std::string::npos) << demo.output;
+}
+
+// The README's main command: `tidesync simulate deploy/crds deploy/examples` applies our CRDs
+// and the examples, and the example Job really syncs files (rclone run by the simulated
+// kubelet) into the claim's folder under the data dir.
+TEST_F(kubectl_test, readme_example_really_syncs_data) {
+  EXPECT_EQ(sim->stop(), 0) << sim->output();
+  start({std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds",
+         std::string(TIDESYNC_SOURCE_DIR) + "/deploy/examples"});
+  auto done =
+      kubectl({"wait", "--for=condition=complete", "job/demo-sync", "-n", "demo", "--timeout=60s"});
+  ASSERT_EQ(done.status, 0) << done.output << "\n" << sim->output();
+  std::ifstream synced(dir + "/data/volumes/demo/demo-output/synced/hello.txt");
+  std::string text((std::istreambuf_iterator<char>(synced)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "hello from tidesync simulate\n");
+  EXPECT_TRUE(fs::exists(dir + "/data/volumes/demo/demo-output/synced/settings.json"));
+  auto policies = kubectl({"get", "bucketsyncpolicies", "-A"});
+  EXPECT_EQ(policies.status, 0) << policies.output;
+  EXPECT_NE(policies.output.find("nightly-backup"), std::string::npos) << policies.output;
 }
 
 TEST(simulate_cli, bad_yaml_names_the_file_and_exits_2) {

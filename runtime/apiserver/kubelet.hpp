@@ -1,0 +1,75 @@
+// A simulated kubelet and Job controller for `tidesync simulate`.
+//
+// It watches batch/v1 Jobs in the embedded store and, for a Job whose pod template runs an
+// rclone or tidesync image, creates the Pod a real Job controller would create and runs its
+// first container as a local process (the local `rclone` binary or the tidesync binary).
+// Env comes from literal values, Secrets, ConfigMaps and the Downward API; volumes map to
+// local folders; Pod and Job status are written as a kubelet and the Job controller would
+// (phases, containerStatuses, active/succeeded/failed, Complete/Failed conditions,
+// backoffLimit, activeDeadlineSeconds). docs/kubelet.md has the rules and the limits.
+//
+// One thread does everything: it reads the Job watch, reaps exited processes and enforces
+// deadlines. Processes write straight into their log file (no pump threads).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "runtime/error.hpp"
+
+namespace tidesync::apiserver {
+
+class store;
+
+struct kubelet_options {
+  // Root for logs/, volumes/ (persistentVolumeClaims) and pods/ (emptyDir, working dirs).
+  std::string data_dir;
+  // The rclone binary; a bare name is looked up in PATH.
+  std::string rclone_binary = "rclone";
+  // The tidesync binary; empty: Jobs with a tidesync image stay Pending.
+  std::string tidesync_binary;
+  // Environment every container starts with (the container's own env goes on top). A real
+  // container does not inherit the node's environment, so by default only PATH is passed.
+  std::map<std::string, std::string> base_env;
+  bool inherit_path = true;  // add this process's PATH to base_env when it has none
+  // SIGTERM → SIGKILL grace when a process is killed (Job deleted, deadline, stop()).
+  std::chrono::milliseconds kill_grace{std::chrono::seconds(2)};
+  // How often the control loop wakes when nothing happens (process exits are seen this late
+  // at most); also the retry interval of Pods waiting on a missing Secret or ConfigMap.
+  std::chrono::milliseconds tick{std::chrono::milliseconds(50)};
+};
+
+class kubelet {
+ public:
+  kubelet(store& st, kubelet_options options);
+  ~kubelet();  // stop()
+  kubelet(const kubelet&) = delete;
+  kubelet& operator=(const kubelet&) = delete;
+
+  // Lists the Jobs, takes over the unfinished ones and starts the control thread. Pods left
+  // Pending/Running by an earlier run (whose processes are gone) are marked Failed.
+  expected<void> start();
+  // Kills every running process (SIGTERM, then SIGKILL after kill_grace), reaps them and
+  // joins the thread. Pod/Job status is left as it was. Idempotent.
+  void stop();
+
+  // Processes currently running (tests and metrics).
+  [[nodiscard]] size_t running_processes() const { return running_.load(); }
+
+ private:
+  struct state;
+  void run();
+
+  store& store_;
+  kubelet_options options_;
+  std::unique_ptr<state> state_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> running_{0};
+};
+
+}  // namespace tidesync::apiserver
