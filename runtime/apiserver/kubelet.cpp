@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "runtime/apiserver/store.hpp"
+#include "runtime/base64.hpp"
 #include "runtime/json/value.hpp"
 #include "runtime/log.hpp"
 
@@ -53,32 +54,6 @@ std::optional<std::time_t> parse_rfc3339(std::string_view s) {
   const char* end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
   if (end == nullptr) return std::nullopt;
   return timegm(&tm);
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t buf = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    int v = val(c);
-    if (v < 0) return std::nullopt;
-    buf = (buf << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buf >> bits) & 0xff);
-    }
-  }
-  return out;
 }
 
 // The five characters Kubernetes appends for generateName (no vowels, no confusables).
@@ -682,7 +657,7 @@ struct kubelet::state {
       for (const auto& [k, v] : d->as_object()) {
         if (!v.is_string()) continue;
         if (secret) {
-          auto dec = base64_decode(v.as_string());
+          auto dec = base64::decode(v.as_string());
           if (!dec) {
             why = "secret \"" + name + "\" key " + k + " is not valid base64";
             return std::nullopt;
@@ -695,7 +670,7 @@ struct kubelet::state {
     if (!secret)
       if (const auto* d = (*o)->obj.at("binaryData"); d != nullptr && d->is_object())
         for (const auto& [k, v] : d->as_object())
-          if (v.is_string()) out[k] = base64_decode(v.as_string()).value_or("");
+          if (v.is_string()) out[k] = base64::decode(v.as_string()).value_or("");
     return out;
   }
 

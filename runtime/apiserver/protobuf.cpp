@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include "runtime/base64.hpp"
+
 namespace tidesync::apiserver {
 namespace {
 
@@ -75,32 +77,6 @@ std::optional<std::vector<field>> fields_of(std::string_view m) {
   return out;
 }
 
-std::string base64(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += tbl[n >> 18];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += tbl[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    out += tbl[n >> 18];
-    out += tbl[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += tbl[n >> 18];
-    out += tbl[(n >> 12) & 63];
-    out += tbl[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
 // A map<string, string|bytes> entry: key = 1, value = 2.
 bool add_map_entry(json::value& target, std::string_view entry, bool bytes_value) {
   auto fs = fields_of(entry);
@@ -111,7 +87,8 @@ bool add_map_entry(json::value& target, std::string_view entry, bool bytes_value
     if (f.number == 2 && f.wire == 2) value = std::string(f.bytes);
   }
   if (target.is_null()) target = json::object{};
-  target.as_object().set(key, bytes_value ? json::value(base64(value)) : json::value(value));
+  target.as_object().set(key,
+                         bytes_value ? json::value(base64::encode(value)) : json::value(value));
   return true;
 }
 

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "runtime/apiserver/schema.hpp"
+#include "runtime/base64.hpp"
 
 namespace tidesync::apiserver {
 namespace {
@@ -316,25 +317,6 @@ json::value strategic_merge(json::value target, const json::value& patch) {
   return target;
 }
 
-std::string base64_std(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t buf = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buf = (buf << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += tbl[(buf >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += tbl[(buf << (6 - bits)) & 0x3f];
-  while (out.size() % 4 != 0)
-    out += '=';
-  return out;
-}
-
 // Secrets: stringData is write-only; the server folds it into data (base64), as Kubernetes does.
 void fold_string_data(json::value& secret) {
   auto* sd = secret.at("stringData");
@@ -345,7 +327,7 @@ void fold_string_data(json::value& secret) {
     auto& data = secret["data"];
     if (!data.is_object()) data = json::object{};
     for (const auto& [k, v] : string_data)
-      if (v.is_string()) data.as_object().set(k, base64_std(v.as_string()));
+      if (v.is_string()) data.as_object().set(k, base64::encode(v.as_string()));
   }
   secret.as_object().erase("stringData");
 }
@@ -376,53 +358,6 @@ void default_job(json::value& job) {
   if (!labels.is_object()) labels = json::object{};
   labels.as_object().set("controller-uid", uid);
   labels.as_object().set("job-name", name);
-}
-
-std::string base64url_encode(std::string_view in) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t buf = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buf = (buf << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += tbl[(buf >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += tbl[(buf << (6 - bits)) & 0x3f];
-  return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  std::string out;
-  uint32_t buf = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '-' || c == '+')
-      v = 62;
-    else if (c == '_' || c == '/')
-      v = 63;
-    else if (c == '=')
-      break;
-    else
-      return std::nullopt;
-    buf = (buf << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buf >> bits) & 0xff);
-    }
-  }
-  return out;
 }
 
 expected<std::vector<std::tuple<std::string, std::string, bool>>> parse_field_selector(
@@ -957,7 +892,7 @@ expected<list_result> store::list(const resource_type& t, std::string_view ns,
   uint64_t list_rv = rv_;
   std::string start;
   if (!o.continue_token.empty()) {
-    auto raw = base64url_decode(o.continue_token);
+    auto raw = base64::decode(o.continue_token);
     auto tok = raw ? json::parse(*raw) : expected<json::value>(bad_request("x"));
     if (!tok || !tok->is_object())
       return bad_request("continue key is not valid: could not decode the continue token");
@@ -987,7 +922,7 @@ expected<list_result> store::list(const resource_type& t, std::string_view ns,
         ++r.remaining;
       }
       json::value tok = json::object{{"rv", std::to_string(list_rv)}, {"start", last}};
-      r.continue_token = base64url_encode(json::dump(tok));
+      r.continue_token = base64::encode(json::dump(tok), base64::alphabet::url);
       break;
     }
     r.items.push_back(it->second);

@@ -3,6 +3,7 @@
 #include <future>
 #include <mutex>
 
+#include "runtime/base64.hpp"
 #include "runtime/k8s/rate_limiter.hpp"
 #include "runtime/log.hpp"
 
@@ -143,7 +144,7 @@ client::client(http::loop& loop, connection_config config, client_options option
   state_->user_agent = options_.user_agent.empty() ? std::string("tidesync/") + TIDESYNC_VERSION
                                                    : options_.user_agent;
   if (!config_.username.empty() || !config_.password.empty()) {
-    state_->basic_auth = "Basic " + base64_encode(config_.username + ":" + config_.password);
+    state_->basic_auth = "Basic " + base64::encode(config_.username + ":" + config_.password);
   }
   if (!config_.tls) config_.tls = std::make_shared<http::tls_options>();
 }

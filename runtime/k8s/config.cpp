@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtime/base64.hpp"
+
 namespace tidesync::k8s {
 namespace fs = std::filesystem;
 
@@ -139,7 +141,7 @@ expected<connection_config> parse_kubeconfig(const std::string& path, const std:
     }
     tls->insecure_skip_verify = flag(cluster, "insecure-skip-tls-verify");
     if (auto data = str(cluster, "certificate-authority-data"); !data.empty()) {
-      auto pem = base64_decode(data);
+      auto pem = base64::decode(data);
       if (!pem) {
         return kubeconfig_error(path, "cluster \"" + cluster_name +
                                           "\" certificate-authority-data is not valid base64");
@@ -178,7 +180,7 @@ expected<connection_config> parse_kubeconfig(const std::string& path, const std:
       auto pem_or_file = [&](const char* data_key, const char* file_key, std::string& pem,
                              std::string& file) -> expected<void> {
         if (auto data = str(user, data_key); !data.empty()) {
-          auto decoded = base64_decode(data);
+          auto decoded = base64::decode(data);
           if (!decoded)
             return kubeconfig_error(path, who + " " + data_key + " is not valid base64");
           pem = std::move(*decoded);
@@ -315,70 +317,6 @@ std::string token_source::get(clock::time_point now) {
     }
   }
   return token_;
-}
-
-// --- base64 ----------------------------------------------------------------------------
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto value_of = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char c : in) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      padding = true;
-      continue;
-    }
-    if (padding) return std::nullopt;  // data after padding
-    int v = value_of(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a lone trailing character carries no full byte
-  return out;
-}
-
-std::string base64_encode(std::string_view in) {
-  static constexpr char table[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += table[(n >> 18) & 63];
-    out += table[(n >> 12) & 63];
-    out += table[(n >> 6) & 63];
-    out += table[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = uint8_t(in[i]) << 16;
-    out += table[(n >> 18) & 63];
-    out += table[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += table[(n >> 18) & 63];
-    out += table[(n >> 12) & 63];
-    out += table[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
 }
 
 }  // namespace tidesync::k8s

@@ -77,8 +77,4 @@ class token_source {
   uintmax_t size_ = 0;
 };
 
-// RFC 4648 base64 (standard alphabet; whitespace ignored when decoding).
-std::optional<std::string> base64_decode(std::string_view in);
-std::string base64_encode(std::string_view in);
-
 }  // namespace tidesync::k8s

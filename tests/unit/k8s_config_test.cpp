@@ -261,16 +261,3 @@ TEST(TokenSource, RereadsTheFileWhenItChanges) {
   token_source fixed("only", "", 1s);
   EXPECT_EQ(fixed.get(t0), "only");
 }
-
-TEST(Base64, RoundTrips) {
-  for (std::string s : {"", "a", "ab", "abc", "abcd", "hello, world\n\xff\x01"}) {
-    auto enc = base64_encode(s);
-    auto dec = base64_decode(enc);
-    ASSERT_TRUE(dec) << enc;
-    EXPECT_EQ(*dec, s);
-  }
-  EXPECT_EQ(base64_encode("abc:def"), "YWJjOmRlZg==");
-  EXPECT_EQ(*base64_decode("YWJj\nOmRl\nZg=="), "abc:def");
-  EXPECT_FALSE(base64_decode("not base64!"));
-  EXPECT_FALSE(base64_decode("YQ==YQ"));
-}
