@@ -57,6 +57,35 @@ void prune(json::value& v, const json::value& schema, bool root) {
     v.as_object().erase(k);
 }
 
+void apply_defaults(json::value& v, const json::value& schema, bool root) {
+  if (!schema.is_object()) return;
+  if (v.is_array()) {
+    if (const auto* items = schema.at("items"); items != nullptr && items->is_object())
+      for (auto& item : v.as_array())
+        apply_defaults(item, *items, false);
+    return;
+  }
+  if (!v.is_object()) return;
+  const auto* props = schema.at("properties");
+  if (props != nullptr && props->is_object()) {
+    for (const auto& [k, sub] : props->as_object()) {
+      if (root && (k == "apiVersion" || k == "kind" || k == "metadata")) continue;
+      if (!v.as_object().contains(k)) {
+        const auto* d = sub.at("default");
+        if (d == nullptr) continue;
+        v.as_object().set(k, *d);
+      }
+      apply_defaults(*v.at(k), sub, false);
+    }
+  }
+  if (const auto* extra = additional(schema)) {
+    for (auto& [k, member] : v.as_object()) {
+      if (props != nullptr && props->at(k) != nullptr) continue;
+      apply_defaults(member, *extra, false);
+    }
+  }
+}
+
 // Go's %v for a float64: the shortest representation that round-trips ("0.1", "2", "1e+21").
 std::string go_number(double d) {
   if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e21) {
@@ -272,6 +301,10 @@ class validator {
 };
 
 }  // namespace
+
+void default_custom_resource(json::value& obj, const json::value& schema) {
+  apply_defaults(obj, schema, true);
+}
 
 void prune_custom_resource(json::value& obj, const json::value& schema) {
   prune(obj, schema, true);

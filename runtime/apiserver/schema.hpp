@@ -1,6 +1,8 @@
 // Structural-schema handling of custom resources, as kube-apiserver v1.20 does it for a CRD
 // version's `openAPIV3Schema`: pruning of unknown fields and validation.
 //
+// Order, as in the real server: prune, then default, then validate.
+//
 // Pruning (before validation, as the real server's decoder does): fields a schema does not
 // specify are dropped silently, except under `x-kubernetes-preserve-unknown-fields: true`;
 // null values of non-nullable object members are dropped too. At the root, apiVersion, kind
@@ -23,6 +25,12 @@ namespace tidesync::apiserver {
 
 // Drops what `schema` does not specify from the custom resource `obj` (in place).
 void prune_custom_resource(json::value& obj, const json::value& schema);
+
+// Fills in `default` values of absent fields (in place), after pruning and before
+// validation, as the real server does: only inside objects that exist (a default under
+// `spec` applies when `spec` is present or itself defaulted), for array items and map values
+// too; apiVersion, kind and metadata are left alone.
+void default_custom_resource(json::value& obj, const json::value& schema);
 
 // Field errors of `obj` against `schema`, in kube-apiserver's form (empty when valid).
 std::vector<error_cause> validate_custom_resource(const json::value& obj,

@@ -863,6 +863,7 @@ expected<void> store::check_custom_resource(const type_entry& e, std::string_vie
       t = &it->second;
   if (!t->schema) return {};
   prune_custom_resource(obj, *t->schema);
+  default_custom_resource(obj, *t->schema);
   auto causes = validate_custom_resource(obj, *t->schema);
   if (causes.empty()) return {};
   return invalid(*t, name, std::move(causes));

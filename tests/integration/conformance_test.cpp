@@ -890,6 +890,48 @@ TEST_P(conformance, status_subresource_isolation) {
 // servers; unknown fields are pruned silently (spec, status through /status, the root), never
 // metadata. (Empty strings are avoided on purpose: see docs/conformance.md on the real
 // server's Go 1.19 build.)
+// Schema defaults, on our own CRD (deploy/crds): both servers fill absent fields on create and
+// keep the ones that were sent.
+TEST_P(conformance, custom_resource_schema_defaults) {
+  auto applied = kubectl(
+      {"apply", "-f",
+       std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds/tidesync.io_bucketsyncpolicies.yaml"});
+  ASSERT_EQ(applied.status, 0) << applied.output;
+  auto est = kubectl({"wait", "--for=condition=Established", "--timeout=30s",
+                      "crd/bucketsyncpolicies.tidesync.io"});
+  ASSERT_EQ(est.status, 0) << est.output;
+  std::string path = "/apis/tidesync.io/v1alpha1/namespaces/" + ns_ + "/bucketsyncpolicies";
+  auto policy = [](const std::string& name) {
+    return json::value(json::object{
+        {"apiVersion", "tidesync.io/v1alpha1"},
+        {"kind", "BucketSyncPolicy"},
+        {"metadata", json::object{{"name", name}}},
+        {"spec",
+         json::object{{"source", "src:a"}, {"destination", "dst:b"}, {"schedule", "0 2 * * *"}}}});
+  };
+  // The CRD may take a moment to be served after Established: poll the first create.
+  reply created;
+  ASSERT_TRUE(eventually(
+      [&] {
+        created = s().call("POST", path, policy("defaults"));
+        return created.status == 201;
+      },
+      15s))
+      << created.status << " " << created.body;
+  const json::value* suspend = created.doc.at_path({"spec", "suspend"});
+  ASSERT_NE(suspend, nullptr) << created.body;
+  EXPECT_EQ(*suspend, json::value(false)) << created.body;
+  EXPECT_EQ(created.doc.at("spec")->get_string("concurrencyPolicy"), "Forbid") << created.body;
+
+  json::value chosen = policy("chosen");
+  chosen["spec"].as_object().set("suspend", true);
+  chosen["spec"].as_object().set("concurrencyPolicy", "Allow");
+  auto kept = s().call("POST", path, chosen);
+  ASSERT_EQ(kept.status, 201) << kept.body;
+  EXPECT_EQ(*kept.doc.at_path({"spec", "suspend"}), json::value(true)) << kept.body;
+  EXPECT_EQ(kept.doc.at("spec")->get_string("concurrencyPolicy"), "Allow") << kept.body;
+}
+
 TEST_P(conformance, custom_resource_schema_validation_and_pruning) {
   json::value wrong = bucketsync("v1");
   wrong["spec"].as_object().set("source", 5);

@@ -147,6 +147,31 @@ TEST(schema_test, every_keyword_reports_like_v1_20) {
 
 // Through the store: 422 with the Kind, details and causes on create, update and /status;
 // pruning on every write.
+TEST(schema_test, defaults_fill_absent_fields_inside_existing_objects) {
+  auto schema = must_parse(R"({"type": "object", "properties": {
+    "spec": {"type": "object", "properties": {
+      "suspend": {"type": "boolean", "default": false},
+      "mode": {"type": "string", "default": "Sync"},
+      "limits": {"type": "object", "default": {}, "properties": {
+        "retries": {"type": "integer", "default": 3}}},
+      "targets": {"type": "array", "items": {"type": "object", "properties": {
+        "weight": {"type": "integer", "default": 1}}}},
+      "byName": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "on": {"type": "boolean", "default": true}}}}}},
+    "status": {"type": "object", "properties": {"phase": {"type": "string", "default": "New"}}}}})");
+  auto obj = probe(R"({"mode": "Copy", "targets": [{}, {"weight": 5}], "byName": {"a": {}}})");
+  default_custom_resource(obj, schema);
+  const json::value& spec = *obj.at("spec");
+  EXPECT_EQ(spec.at("suspend")->as_bool(), false);
+  EXPECT_EQ(spec.get_string("mode"), "Copy") << "a value that is present is kept";
+  EXPECT_EQ(spec.at_path({"limits", "retries"})->as_int(), 3) << "defaults inside a default";
+  EXPECT_EQ(spec.at("targets")->as_array()[0].get_int("weight"), 1);
+  EXPECT_EQ(spec.at("targets")->as_array()[1].get_int("weight"), 5);
+  EXPECT_EQ(spec.at_path({"byName", "a", "on"})->as_bool(), true);
+  EXPECT_EQ(obj.at("status"), nullptr) << "no default under an object that is absent";
+  EXPECT_EQ(obj.at_path({"metadata", "name"})->as_string(), "p");
+}
+
 TEST(schema_test, the_store_validates_and_prunes_custom_resources) {
   store st;
   auto crds = st.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions");
