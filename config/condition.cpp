@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "runtime/rfc3339.hpp"
+
 namespace tidesync::config {
 
 condition make_condition(std::string type, std::string status, std::string reason,
@@ -49,7 +51,7 @@ json::value to_json(const condition& c) {
   // a list element into null, which the schema (type: string) then rejects.
   if (!c.reason.empty()) o.set("reason", c.reason);
   if (!c.message.empty()) o.set("message", c.message);
-  o.set("lastTransitionTime", format_rfc3339(c.last_transition_time));
+  o.set("lastTransitionTime", rfc3339::format(c.last_transition_time));
   o.set("observedGeneration", c.observed_generation);
   return o;
 }

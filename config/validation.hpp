@@ -69,10 +69,6 @@ std::optional<sys_seconds> read_time(const json::value& obj, std::string_view ke
 void warn_unknown_fields(const json::value& obj, const std::string& path,
                          const std::vector<std::string_view>& known, problems& p);
 
-// RFC 3339 ("2024-01-15T02:00:00Z", fractions and ±hh:mm offsets accepted; fractions dropped).
-std::optional<sys_seconds> parse_rfc3339(std::string_view text);
-// Always UTC with a Z and whole seconds, as metav1.Time serialises.
-std::string format_rfc3339(sys_seconds t);
 // json::value of a time, or null.
 json::value time_or_null(const std::optional<sys_seconds>& t);
 

@@ -25,6 +25,7 @@
 #include "runtime/base64.hpp"
 #include "runtime/json/value.hpp"
 #include "runtime/log.hpp"
+#include "runtime/rfc3339.hpp"
 
 extern char** environ;
 
@@ -36,24 +37,6 @@ using steady = std::chrono::steady_clock;
 
 std::shared_ptr<spdlog::logger> logger() {
   return log::get("kubelet");
-}
-
-std::string rfc3339_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// Seconds since the epoch of an RFC 3339 "YYYY-MM-DDTHH:MM:SSZ" time; nullopt otherwise.
-std::optional<std::time_t> parse_rfc3339(std::string_view s) {
-  std::tm tm{};
-  std::string str(s);
-  const char* end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  if (end == nullptr) return std::nullopt;
-  return timegm(&tm);
 }
 
 // The five characters Kubernetes appends for generateName (no vowels, no confusables).
@@ -332,10 +315,9 @@ struct kubelet::state {
       r.deadline_seconds = d->as_int();
     const auto* status = job.at("status");
     std::string prev_start = status != nullptr ? std::string(status->get_string("startTime")) : "";
-    r.start_time = prev_start.empty() ? rfc3339_now() : prev_start;
+    r.start_time = prev_start.empty() ? rfc3339::now() : prev_start;
     r.started_at = std::chrono::system_clock::now();
-    if (auto t = parse_rfc3339(prev_start); t && !prev_start.empty())
-      r.started_at = std::chrono::system_clock::from_time_t(*t);
+    if (auto t = rfc3339::parse(prev_start)) r.started_at = *t;
     if (status != nullptr) {
       r.succeeded = status->get_int("succeeded");
       r.failed = status->get_int("failed");
@@ -386,7 +368,7 @@ struct kubelet::state {
   }
 
   void finish(job_run& r, const char* type, const char* reason, const char* message) {
-    std::string now = rfc3339_now();
+    std::string now = rfc3339::now();
     json::object c{
         {"type", type}, {"status", "True"}, {"lastProbeTime", now}, {"lastTransitionTime", now}};
     if (*reason != 0) c.set("reason", reason);
@@ -406,7 +388,7 @@ struct kubelet::state {
     if (!pod_meta.is_object()) pod_meta = json::object{};
     std::string base = r.name.substr(0, 57);
     r.pod = base + "-" + random_suffix();
-    r.pod_start_time = rfc3339_now();
+    r.pod_start_time = rfc3339::now();
     r.wait.reset();
     r.retry_wait = false;
     r.pod_reason.clear();
@@ -518,7 +500,7 @@ struct kubelet::state {
     posix_spawnattr_destroy(&attr);
     if (rc != 0) {
       // As a runtime that cannot exec: the container terminates with StartError, code 128.
-      std::string now = rfc3339_now();
+      std::string now = rfc3339::now();
       std::string msg = "cannot start " + argv[0] + ": " + std::strerror(rc);
       logger()->warn("pod {}/{}: {}", r.ns, r.pod, msg);
       write_pod_status(r, "Failed",
@@ -534,7 +516,7 @@ struct kubelet::state {
     }
     r.pid = pid;
     ++*running;
-    r.container_started = rfc3339_now();
+    r.container_started = rfc3339::now();
     logger()->info("pod {}/{}: started {} (pid {}), logs in {}", r.ns, r.pod, argv[0], pid,
                    r.log_path);
     write_pod_status(r, "Running",
@@ -821,7 +803,7 @@ struct kubelet::state {
   }
 
   void on_exit(job_run& r, int wstatus, bool known) {
-    std::string now = rfc3339_now();
+    std::string now = rfc3339::now();
     int64_t code = -1;
     json::object t;
     if (known && WIFEXITED(wstatus)) {

@@ -17,6 +17,7 @@
 #include "runtime/apiserver/protobuf.hpp"
 #include "runtime/apiserver/store.hpp"
 #include "runtime/log.hpp"
+#include "runtime/rfc3339.hpp"
 
 namespace tidesync::apiserver {
 namespace {
@@ -56,11 +57,12 @@ error http_error(int status, std::string reason, std::string message) {
 }
 
 // "5s", "3m", "2h", "4d" like kubectl's HumanDuration (coarser, good enough for a demo).
-std::string human_age(const std::string& rfc3339) {
-  std::tm tm{};
-  if (strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return "<unknown>";
-  time_t then = timegm(&tm);
-  long long s = std::max<long long>(0, static_cast<long long>(std::time(nullptr) - then));
+std::string human_age(const std::string& timestamp) {
+  auto then = rfc3339::parse(timestamp);
+  if (!then) return "<unknown>";
+  auto age = std::chrono::system_clock::now() - *then;
+  long long s =
+      std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(age).count());
   if (s < 120) return std::to_string(s) + "s";
   long long m = s / 60;
   if (m < 10) return std::to_string(m) + "m" + (s % 60 ? std::to_string(s % 60) + "s" : "");

@@ -16,6 +16,7 @@
 
 #include "runtime/apiserver/schema.hpp"
 #include "runtime/base64.hpp"
+#include "runtime/rfc3339.hpp"
 
 namespace tidesync::apiserver {
 namespace {
@@ -136,15 +137,6 @@ error invalid(const resource_type& t, std::string_view name, error_cause cause) 
 }
 error gone(std::string message) {
   return api_error(errc::gone, 410, "Expired", std::move(message));
-}
-
-std::string now_rfc3339() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::mt19937_64& rng() {
@@ -1017,7 +1009,7 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
       return invalid(
           t, name,
           field_not_supported("spec.scope", quoted(scope), {"\"Cluster\"", "\"Namespaced\""}));
-    std::string now = now_rfc3339();
+    std::string now = rfc3339::now();
     json::array stored;
     for (const auto& v : versions->as_array())
       if (v.get_bool("storage")) stored.emplace_back(std::string(v.get_string("name")));
@@ -1044,7 +1036,7 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
   if (t.res.plural == "secrets" && t.res.group.empty()) fold_string_data(obj);
   auto& m = obj["metadata"].as_object();
   m.set("uid", new_uid());
-  m.set("creationTimestamp", now_rfc3339());
+  m.set("creationTimestamp", rfc3339::now());
   if (generation_rule_for(t) != generation_rule::none) m.set("generation", int64_t{1});
   m.erase("deletionTimestamp");
   m.erase("deletionGracePeriodSeconds");
@@ -1274,7 +1266,7 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
     }
     if (cur->obj.at_path({"metadata", "deletionTimestamp"}) == nullptr) {
       json::value obj = cur->obj;
-      obj["metadata"].as_object().set("deletionTimestamp", now_rfc3339());
+      obj["metadata"].as_object().set("deletionTimestamp", rfc3339::now());
       obj["status"].as_object().set("phase", "Terminating");
       cur = publish(e, key, std::move(obj), "MODIFIED", cur);
     }
@@ -1295,7 +1287,7 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
       return delete_result{cur, false};
     json::value obj = cur->obj;
     auto& m = obj["metadata"].as_object();
-    m.set("deletionTimestamp", now_rfc3339());
+    m.set("deletionTimestamp", rfc3339::now());
     m.set("deletionGracePeriodSeconds", int64_t{0});
     // rest.BeforeDelete bumps the generation of kinds that have one.
     if (int64_t gen = obj.at("metadata")->get_int("generation", 0); gen > 0)

@@ -10,6 +10,7 @@
 #include "config/condition.hpp"
 #include "config/validation.hpp"
 #include "runtime/json/value.hpp"
+#include "runtime/rfc3339.hpp"
 
 using namespace std::chrono;
 using namespace tidesync::config;
@@ -348,12 +349,13 @@ TEST(Condition, KeepsTransitionTimeWhenStatusDoesNotChange) {
 }
 
 TEST(Validation, Rfc3339AndDurations) {
-  EXPECT_EQ(parse_rfc3339("2024-02-29T23:59:59.123456Z"), sys_days(2024y / 2 / 29) + 86399s);
-  EXPECT_EQ(parse_rfc3339("2024-03-01T01:00:00+02:00"), sys_days(2024y / 2 / 29) + 23h);
-  EXPECT_FALSE(parse_rfc3339("2023-02-29T00:00:00Z"));
-  EXPECT_FALSE(parse_rfc3339("2024-01-01 00:00"));
-  EXPECT_FALSE(parse_rfc3339("2024-01-01T00:00:00"));
-  EXPECT_EQ(format_rfc3339(sys_days(1970y / 1 / 1)), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(tidesync::rfc3339::parse("2024-02-29T23:59:59.123456Z"),
+            sys_days(2024y / 2 / 29) + 86399s);
+  EXPECT_EQ(tidesync::rfc3339::parse("2024-03-01T01:00:00+02:00"), sys_days(2024y / 2 / 29) + 23h);
+  EXPECT_FALSE(tidesync::rfc3339::parse("2023-02-29T00:00:00Z"));
+  EXPECT_FALSE(tidesync::rfc3339::parse("2024-01-01 00:00"));
+  EXPECT_FALSE(tidesync::rfc3339::parse("2024-01-01T00:00:00"));
+  EXPECT_EQ(tidesync::rfc3339::format(sys_days(1970y / 1 / 1)), "1970-01-01T00:00:00Z");
   EXPECT_EQ(parse_duration("1h30m").value(), seconds(5400));
   EXPECT_EQ(parse_duration("1.5h").value(), seconds(5400));
   EXPECT_EQ(parse_duration("90s").value(), seconds(90));
