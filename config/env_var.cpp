@@ -9,13 +9,6 @@ namespace tidesync::config {
 
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::optional<key_selector> parse_key_selector(const json::value& v, const std::string& path,
                                                std::string_view owner_kind, problems& p) {
   if (!v.is_object()) {
@@ -132,6 +125,13 @@ json::value key_selector_json(const key_selector& k) {
 
 }  // namespace
 
+std::string ascii_upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
 bool valid_env_name(std::string_view name) {
   if (name.empty()) return false;
   auto c0 = static_cast<unsigned char>(name.front());
@@ -170,7 +170,7 @@ std::vector<env_var> parse_env_list(const json::value* list, const std::string& 
                 "\"" + *name +
                     "\" is not a valid environment variable name: use letters, digits and '_', "
                     "not starting with a digit (e.g. \"ACCESS_KEY_ID\")");
-    } else if (!seen.insert(upper(*name)).second) {
+    } else if (!seen.insert(ascii_upper(*name)).second) {
       p.invalid(at + ".name", "\"" + *name +
                                   "\" is set twice (names are upper-cased for "
                                   "rclone, so case does not make them different); remove one");

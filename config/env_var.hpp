@@ -55,6 +55,8 @@ struct env_var {
 // Kubernetes (which allows '.' and '-') because rclone reads RCLONE_CONFIG_<REMOTE>_<KEY> and
 // shells cannot name other variables.
 bool valid_env_name(std::string_view name);
+// ASCII upper case ("source" → "SOURCE"): env names as rclone reads them.
+std::string ascii_upper(std::string_view s);
 
 // Parses a list of EnvVar at `path` ("spec.sourceEnv"), reporting every problem: missing or
 // invalid names, duplicates (compared upper-cased, as rclone sees them), value together with

@@ -10,13 +10,6 @@ namespace tidesync::config {
 
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 void prefix_into(const std::vector<env_var>& env, std::string_view remote, std::string_view field,
                  std::vector<env_var>& out, problems& p) {
   std::set<std::string> seen;
@@ -50,7 +43,7 @@ error env_error(const problems& p) {
 }  // namespace
 
 std::string rclone_env_name(std::string_view remote, std::string_view name) {
-  return "RCLONE_CONFIG_" + upper(remote) + "_" + upper(name);
+  return "RCLONE_CONFIG_" + ascii_upper(remote) + "_" + ascii_upper(name);
 }
 
 expected<std::vector<env_var>> prefix_env(const std::vector<env_var>& env, std::string_view remote,
