@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/api_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 #include "actors/type_ids.hpp"
@@ -66,12 +67,48 @@ using lock_manager_actor = caf::typed_actor<
     // are dropped.
     caf::reacts_to<atom::tick, uint64_t>>;
 
-// Planned (issue 4), each to be added here with one line per handler when it is built:
-// - watcher_actor: one per watched resource; owns its informer cache and tells the controller
-//   which keys changed (added/modified/deleted), never the objects themselves.
-// - controller_actor: one per kind; a worker_actor for its scheduler; drops events caused by
-//   our own status writes; maps keys to resource actors.
-// - resource_actor: one per BucketSync; runs the pure phase machine Initialize → Sync →
-//   Finalize → Finished and reports a reconcile_outcome to its controller.
+// Hears which keys changed in an informer cache. Controllers are listeners.
+using listener_actor = caf::typed_actor<
+    // `key` of `resource` ("bucketsyncs", "jobs", ...) was added, modified or deleted in the
+    // cache (read the cache for which; a key whose object is gone was deleted).
+    caf::reacts_to<atom::changed, std::string, std::string>>;
+
+// One per watched resource: owns its informer (list + watch + cache, on the HTTP loop thread)
+// and fans key changes out to listeners. Never carries objects: listeners read the cache.
+using watcher_actor = caf::typed_actor<
+    // Send every later change to `listener` (it should then look at every cached key once).
+    caf::reacts_to<atom::subscribe, listener_actor>,
+    // Whether the first complete listing is in the cache.
+    caf::replies_to<atom::synced>::with<bool>,
+    // Internal: the informer saw `key` change (sent from the loop thread).
+    caf::reacts_to<atom::changed, std::string>>;
+
+// One per kind (BucketSync, BucketSyncPolicy): a listener and its scheduler's worker. Drops
+// events caused by our own status writes, maps keys to resource actors, forwards their
+// outcomes to the scheduler.
+using controller_actor = caf::typed_actor<
+    // A cache changed (see listener_actor); own kind: filtered, then enqueued; other kinds
+    // (Jobs, children): mapped to the owning key and enqueued.
+    caf::reacts_to<atom::changed, std::string, std::string>,
+    // From the scheduler: reconcile `key` (attempt ≥ 1) — handed to the key's resource actor.
+    caf::reacts_to<atom::run, std::string, uint32_t>,
+    // From the scheduler: gave up on `key` after the retry limit with this last error.
+    caf::reacts_to<atom::failed, std::string, std::string>,
+    // From a resource actor: the run of `key` ended with `outcome` (forwarded to the
+    // scheduler, counted in metrics).
+    caf::reacts_to<atom::done, std::string, reconcile_outcome>,
+    // Reconcile `key` again (a deferred lock grant arrived): enqueue it.
+    caf::reacts_to<atom::wake, std::string>,
+    // Internal: refresh the queue gauges from the scheduler's stats (every few seconds).
+    caf::reacts_to<atom::tick, uint64_t>>;
+
+// One per object (a BucketSync, a BucketSyncPolicy): runs one reconcile at a time — reads the
+// newest cached object, calls the kind's pure step function, performs its actions through
+// asynchronous API calls, writes status — and answers `done` to its controller.
+using resource_actor = caf::typed_actor<
+    // Reconcile now; `attempt` is 1 + the key's consecutive transient failures.
+    caf::reacts_to<atom::run, uint32_t>,
+    // Internal: an API call this actor made finished (actors/api_call.hpp).
+    caf::reacts_to<atom::api, api_reply>>;
 
 }  // namespace tidesync::actors

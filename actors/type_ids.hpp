@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/api_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 
@@ -40,6 +41,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lock_reply& x) {
   return f(caf::meta::type_name("tidesync::actors::lock_reply"), x.what, x.blocker,
            x.blocker_waiting, x.path, x.position, x.message);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_reply& x) {
+  return f(caf::meta::type_name("tidesync::actors::api_reply"), x.token, x.ok, x.code,
+           x.http_status, x.message, x.body);
 }
 
 }  // namespace tidesync::actors
@@ -70,5 +77,14 @@ CAF_ADD_ATOM(tidesync, tidesync::atom, release, "release")
 CAF_ADD_ATOM(tidesync, tidesync::atom, holder_of, "holderof")
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::lock_reply))
 CAF_ADD_TYPE_ID(tidesync, (std::vector<std::string>))
+
+// -- watchers, controllers and resource actors (docs/controller.md) --
+CAF_ADD_ATOM(tidesync, tidesync::atom, changed, "changed")
+CAF_ADD_ATOM(tidesync, tidesync::atom, subscribe, "subscribe")
+CAF_ADD_ATOM(tidesync, tidesync::atom, synced, "synced")
+CAF_ADD_ATOM(tidesync, tidesync::atom, wake, "wake")
+CAF_ADD_ATOM(tidesync, tidesync::atom, api, "api")
+CAF_ADD_ATOM(tidesync, tidesync::atom, reconcile, "reconcile")
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::api_reply))
 
 CAF_END_TYPE_ID_BLOCK(tidesync)

@@ -457,8 +457,8 @@ expected<bucket_sync_policy> parse_bucket_sync_policy(const json::value& object,
   return out;
 }
 
-expected<bucket_sync> parse_bucket_sync(const json::value& object,
-                                        std::vector<std::string>* warnings) {
+bucket_sync parse_bucket_sync_partial(const json::value& object, std::optional<error>* problem,
+                                      std::vector<std::string>* warnings) {
   problems p;
   bucket_sync out;
   if (!object.is_object()) {
@@ -476,7 +476,20 @@ expected<bucket_sync> parse_bucket_sync(const json::value& object,
     out.status = parse_bucket_sync_status(object.at("status"), p);
   }
   if (warnings != nullptr) *warnings = p.take_warnings();
-  if (!p.empty()) return p.to_error(object_label(k_bucket_sync_kind, out.metadata));
+  if (problem != nullptr) {
+    if (p.empty())
+      problem->reset();
+    else
+      *problem = p.to_error(object_label(k_bucket_sync_kind, out.metadata));
+  }
+  return out;
+}
+
+expected<bucket_sync> parse_bucket_sync(const json::value& object,
+                                        std::vector<std::string>* warnings) {
+  std::optional<error> problem;
+  auto out = parse_bucket_sync_partial(object, &problem, warnings);
+  if (problem) return std::move(*problem);
   return out;
 }
 

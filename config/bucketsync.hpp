@@ -135,6 +135,12 @@ expected<bucket_sync_policy> parse_bucket_sync_policy(
 expected<bucket_sync> parse_bucket_sync(const json::value& object,
                                         std::vector<std::string>* warnings = nullptr);
 
+// Like parse_bucket_sync, but always returns what could be read: a BucketSync whose spec is
+// invalid still has metadata and status, which the controller needs to finish it with the
+// error. `problem` gets the error parse_bucket_sync would return (reset when there is none).
+bucket_sync parse_bucket_sync_partial(const json::value& object, std::optional<error>* problem,
+                                      std::vector<std::string>* warnings = nullptr);
+
 // The spec parsers on their own (`spec` is the object under .spec; paths start with "spec").
 bucket_sync_policy_spec parse_bucket_sync_policy_spec(
     const json::value& spec, problems& p,

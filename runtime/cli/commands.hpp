@@ -6,5 +6,6 @@ namespace tidesync::cli {
 
 int run_version(int argc, char** argv);
 int run_simulate(int argc, char** argv);
+int run_controller(int argc, char** argv);
 
 }  // namespace tidesync::cli

@@ -14,6 +14,8 @@ struct command {
 };
 
 constexpr command commands[] = {
+    {"controller", "run the Kubernetes controller (BucketSyncPolicy, BucketSync)",
+     tidesync::cli::run_controller},
     {"simulate", "run an embedded Kubernetes API server (and the controller) on 127.0.0.1",
      tidesync::cli::run_simulate},
     {"version", "print the version", tidesync::cli::run_version},

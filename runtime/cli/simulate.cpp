@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/apiserver/kubelet.hpp"
@@ -19,6 +21,7 @@
 #include "runtime/apiserver/server.hpp"
 #include "runtime/apiserver/store.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/controller.hpp"
 #include "runtime/log.hpp"
 
 namespace tidesync::cli {
@@ -40,8 +43,8 @@ Flags:
   --data-dir DIR     state directory; objects are saved to DIR/state.json on exit and at
                      most once a second while they change, and loaded on start
                      (default ./.tidesync-sim)
-  --no-controller    do not run the controller in this process (accepted now; the
-                     controller is not part of this build yet, so nothing else runs)
+  --no-controller    do not run the controller in this process (run `tidesync controller
+                     --kubeconfig ...` yourself, e.g. to try leader election)
   --no-kubelet       do not run Jobs (they stay without pods, as on a cluster with no nodes)
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
@@ -142,6 +145,7 @@ int run_simulate(int argc, char** argv) {
   std::string kubeconfig, data_dir = "./.tidesync-sim";
   size_t history = 10000;
   bool run_kubelet = true;
+  bool run_controller = true;
   std::vector<std::string> manifests;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -182,7 +186,7 @@ int run_simulate(int argc, char** argv) {
     } else if (a == "--no-kubelet") {
       run_kubelet = false;
     } else if (a == "--no-controller") {
-      // Accepted for forward compatibility: the controller is not in this build yet.
+      run_controller = false;
     } else if (!a.empty() && a[0] == '-') {
       return usage_error("unknown flag " + a);
     } else {
@@ -259,6 +263,19 @@ int run_simulate(int argc, char** argv) {
     }
   }
   if (!docs.empty()) log->info("applied {} object(s)", docs.size());
+  // The controller's namespace (lock and leader Leases), as `kubectl apply -f deploy/` makes it.
+  if (auto ns = apply(st,
+                      apiserver::manifest_document{
+                          "(built in)", json::value(json::object{
+                                            {"apiVersion", "v1"},
+                                            {"kind", "Namespace"},
+                                            {"metadata", json::object{{"name", "tidesync-system"}}},
+                                        })});
+      !ns) {
+    std::fprintf(stderr, "tidesync simulate: %s\n", ns.error().message.c_str());
+    srv.stop();
+    return 1;
+  }
   // The simulated kubelet runs rclone/tidesync Jobs as local processes (this binary for
   // tidesync images).
   std::unique_ptr<apiserver::kubelet> kubelet;
@@ -278,8 +295,29 @@ int run_simulate(int argc, char** argv) {
               kubeconfig.c_str());
   std::fflush(stdout);
 
+  // The controller runs in this process against the server, exactly as it would in a cluster
+  // (HTTP, list/watch); metrics and health endpoints are off here.
+  std::atomic<bool> stop_controller{false};
+  std::atomic<int> controller_exit{-1};
+  std::thread controller_thread;
+  if (run_controller) {
+    controller_flags cf;
+    cf.metrics_addr = "0";
+    cf.health_addr = "0";
+    k8s::connection_config conn;
+    conn.server = "http://127.0.0.1:" + std::to_string(*bound);
+    controller_thread = std::thread([cf, conn, &stop_controller, &controller_exit] {
+      controller_exit = run_controller_until(cf, stop_controller, &conn);
+    });
+  }
+
   int exit_code = 0;
   for (;;) {
+    if (controller_exit.load() >= 0) {
+      log->error("the controller stopped (exit code {}); shutting down", controller_exit.load());
+      exit_code = 1;
+      break;
+    }
     timespec tick{1, 0};
     int sig = sigtimedwait(&sigs, nullptr, &tick);
     if (sig == SIGINT || sig == SIGTERM) {
@@ -290,6 +328,8 @@ int run_simulate(int argc, char** argv) {
       if (auto s = st.save(state_path); !s) log->warn("cannot save state: {}", s.error().message);
     }
   }
+  stop_controller = true;
+  if (controller_thread.joinable()) controller_thread.join();
   if (kubelet) kubelet->stop();
   srv.stop();
   if (auto s = st.save(state_path); !s) {

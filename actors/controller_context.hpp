@@ -1,0 +1,43 @@
+// What every controller and resource actor of one controller process shares: the API client,
+// the informer caches, the lock manager, metrics and settings (docs/controller.md). Handed to
+// actors at spawn (never sent in a message); immutable after start.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "actors/interfaces.hpp"
+#include "actors/watcher.hpp"
+#include "config/job_builder.hpp"
+#include "runtime/k8s/client.hpp"
+#include "runtime/k8s/resource.hpp"
+#include "runtime/tz.hpp"
+
+namespace tidesync::metrics {
+class registry;
+}
+
+namespace tidesync::actors {
+
+inline k8s::resource bucket_syncs_resource() {
+  return {"tidesync.io", "v1alpha1", "bucketsyncs", "BucketSync", true};
+}
+inline k8s::resource bucket_sync_policies_resource() {
+  return {"tidesync.io", "v1alpha1", "bucketsyncpolicies", "BucketSyncPolicy", true};
+}
+
+struct controller_context {
+  k8s::client* client = nullptr;
+  std::shared_ptr<watched> bucket_syncs;
+  std::shared_ptr<watched> policies;
+  std::shared_ptr<watched> jobs;
+  lock_manager_actor locks;
+  std::shared_ptr<metrics::registry> metrics;  // may be null
+  config::job_settings job_settings;
+  std::string zoneinfo_root = std::string(tz::default_root);
+  // Wall-clock now, whole seconds (status times); tests may fix it.
+  std::function<config::sys_seconds()> now;
+};
+
+}  // namespace tidesync::actors

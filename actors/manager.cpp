@@ -1,0 +1,157 @@
+#include "actors/manager.hpp"
+
+#include <caf/all.hpp>
+#include <future>
+#include <thread>
+#include <utility>
+
+#include "actors/controller.hpp"
+#include "actors/kinds.hpp"
+#include "actors/lease_writer.hpp"
+#include "actors/lock_manager.hpp"
+#include "actors/type_ids.hpp"
+#include "actors/watcher.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics/metrics.hpp"
+
+namespace tidesync::actors {
+
+struct manager::impl {
+  k8s::client& client;
+  http::loop& loop;
+  manager_options options;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::shared_ptr<controller_context> ctx;
+  std::vector<watcher_actor> watchers;
+  std::shared_ptr<lease_writer> leases;
+  lock_manager_actor locks;
+  controller_actor bucket_sync_controller;
+  controller_actor policy_controller;
+  bool watching = false;
+  bool running = false;
+  bool stopped = false;
+
+  impl(k8s::client& c, http::loop& l, manager_options o)
+      : client(c), loop(l), options(std::move(o)) {
+    cfg.add_message_types<caf::id_block::tidesync>();
+    size_t threads = options.threads;
+    if (threads == 0) threads = std::max<size_t>(2, std::thread::hardware_concurrency());
+    cfg.set("scheduler.max-threads", threads);
+    // CAF prints its own log/banner to stderr otherwise; we use spdlog.
+    cfg.set("logger.console", caf::atom("none"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+};
+
+manager::manager(k8s::client& client, http::loop& loop, manager_options options)
+    : impl_(std::make_unique<impl>(client, loop, std::move(options))) {}
+
+manager::~manager() {
+  stop();
+}
+
+expected<void> manager::start_watching() {
+  auto& m = *impl_;
+  if (m.watching) return {};
+  auto ctx = std::make_shared<controller_context>();
+  ctx->client = &m.client;
+  const auto& wns = m.options.watch_namespace;
+  ctx->bucket_syncs = make_watched(m.client, m.loop, bucket_syncs_resource(), wns);
+  ctx->policies = make_watched(m.client, m.loop, bucket_sync_policies_resource(), wns);
+  // Only our Jobs: the label every Job we build carries.
+  watch::watcher_options jo;
+  jo.label_selector = std::string(config::k_bucket_sync_label);
+  ctx->jobs = make_watched(m.client, m.loop, k8s::resources::jobs(), wns, jo);
+  ctx->metrics = m.options.metrics;
+  ctx->job_settings = m.options.job;
+  ctx->zoneinfo_root = m.options.zoneinfo_root;
+  ctx->now = [] {
+    return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  };
+  m.ctx = ctx;
+  for (const auto& w : {ctx->bucket_syncs, ctx->policies, ctx->jobs})
+    m.watchers.push_back(m.sys->spawn(watcher, w));
+  m.watching = true;
+  return {};
+}
+
+std::string manager::unsynced() const {
+  auto& m = *impl_;
+  if (!m.ctx) return "everything (not watching yet)";
+  std::string out;
+  for (const auto& w : {m.ctx->bucket_syncs, m.ctx->policies, m.ctx->jobs})
+    if (!w->informer->has_synced()) out += (out.empty() ? "" : ", ") + w->resource;
+  return out;
+}
+
+expected<void> manager::start_controllers() {
+  auto& m = *impl_;
+  if (m.running) return {};
+  if (!m.watching) return make_error(errc::internal, "start_watching must come first");
+  if (!synced())
+    return make_error(errc::unavailable, "the informers have not synced: " + unsynced());
+  auto existing = list_lock_leases(m.client, m.options.ns);
+  if (!existing)
+    return make_error(existing.error().code, "cannot list the lock Leases in namespace " +
+                                                 m.options.ns + ": " + existing.error().message);
+  auto bucket_syncs = m.ctx->bucket_syncs;
+  m.leases = std::make_shared<lease_writer>(m.client, [bucket_syncs](std::string_view holder) {
+    return bucket_sync_alive(bucket_syncs->cache(), holder);
+  });
+  auto lo = m.options.locks;
+  lo.lease_namespace = m.options.ns;
+  m.locks = m.sys->spawn(lock_manager, lo, std::move(*existing),
+                         std::static_pointer_cast<lease_sink>(m.leases));
+  m.ctx->locks = m.locks;
+  std::shared_ptr<const controller_context> ctx = m.ctx;
+  m.bucket_sync_controller =
+      m.sys->spawn(controller, bucket_sync_hooks(ctx), ctx, m.options.bucket_syncs, m.watchers);
+  m.policy_controller =
+      m.sys->spawn(controller, policy_hooks(ctx), ctx, m.options.policies, m.watchers);
+  m.running = true;
+  log::get("controller")->info("controllers started (lock Leases in namespace {})", m.options.ns);
+  return {};
+}
+
+bool manager::synced() const {
+  auto& m = *impl_;
+  if (!m.ctx) return false;
+  return m.ctx->bucket_syncs->informer->has_synced() && m.ctx->policies->informer->has_synced() &&
+         m.ctx->jobs->informer->has_synced();
+}
+
+bool manager::controllers_running() const {
+  return impl_->running;
+}
+
+void manager::stop() {
+  auto& m = *impl_;
+  if (m.stopped) return;
+  m.stopped = true;
+  auto shutdown = caf::exit_reason::user_shutdown;
+  if (m.running) {
+    caf::anon_send_exit(m.bucket_sync_controller, shutdown);
+    caf::anon_send_exit(m.policy_controller, shutdown);
+    caf::anon_send_exit(m.locks, shutdown);
+  }
+  for (auto& w : m.watchers)
+    caf::anon_send_exit(w, shutdown);
+  m.watchers.clear();
+  m.bucket_sync_controller = nullptr;
+  m.policy_controller = nullptr;
+  m.locks = nullptr;
+  if (m.ctx) m.ctx->locks = nullptr;
+  m.sys->await_all_actors_done();
+  if (m.leases && !m.leases->flush(std::chrono::seconds(5)))
+    log::get("controller")->warn("some lock Lease writes did not finish before shutdown");
+  // The watchers posted their informers' stop to the loop: wait until it ran.
+  // (A loop already stopped drops the post: the promise breaks and the wait ends at once.)
+  auto done = std::make_shared<std::promise<void>>();
+  auto f = done->get_future();
+  m.loop.post([done] { done->set_value(); });
+  done.reset();
+  f.wait_for(std::chrono::seconds(5));
+}
+
+}  // namespace tidesync::actors

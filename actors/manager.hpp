@@ -1,0 +1,66 @@
+// The controller process's actor system and its wiring (docs/controller.md): informers and
+// watcher actors, the lock manager with its Lease writer, and the BucketSync and
+// BucketSyncPolicy controllers. The CLI (`tidesync controller`, `tidesync simulate`) creates
+// one, starts watching, and starts the controllers when it leads.
+//
+// Threading: start_watching/start_controllers/stop block and must not run on the HTTP loop
+// thread. No CAF in this header.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "actors/lock_types.hpp"
+#include "actors/scheduler_types.hpp"
+#include "config/job_builder.hpp"
+#include "runtime/error.hpp"
+#include "runtime/http/loop.hpp"
+#include "runtime/k8s/client.hpp"
+#include "runtime/tz.hpp"
+
+namespace tidesync::metrics {
+class registry;
+}
+
+namespace tidesync::actors {
+
+struct manager_options {
+  std::string ns = "tidesync-system";  // the controller's namespace: lock Leases live here
+  std::string watch_namespace;         // "" : every namespace
+  lock_options locks;                  // lease_namespace is set from `ns`
+  scheduler_options bucket_syncs;      // concurrency of BucketSync reconciles
+  scheduler_options policies;
+  config::job_settings job;
+  std::shared_ptr<metrics::registry> metrics;  // may be null
+  std::string zoneinfo_root = std::string(tz::default_root);
+  size_t threads = 0;  // CAF worker threads; 0: max(2, cores)
+};
+
+class manager {
+ public:
+  manager(k8s::client& client, http::loop& loop, manager_options options);
+  ~manager();  // stop()
+  manager(const manager&) = delete;
+  manager& operator=(const manager&) = delete;
+
+  // Starts the informers (watcher actors); returns at once. synced() tells when each has
+  // listed once; unsynced() names those that have not (a missing CRD, missing RBAC).
+  expected<void> start_watching();
+  [[nodiscard]] std::string unsynced() const;
+  // Lists the lock Leases (restart recovery), spawns the lock manager and the controllers;
+  // they enqueue every cached object. Call once synced() (errc::unavailable before).
+  expected<void> start_controllers();
+  // Whether the informers have synced (readiness).
+  [[nodiscard]] bool synced() const;
+  [[nodiscard]] bool controllers_running() const;
+  // Stops the controllers and the lock manager, flushes Lease writes (bounded), stops the
+  // informers. Idempotent. The loop must still run.
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tidesync::actors

@@ -1,0 +1,309 @@
+// tidesync controller: the Kubernetes controller process (docs/controller.md).
+#include "runtime/cli/controller.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "actors/manager.hpp"
+#include "config/validation.hpp"
+#include "runtime/cli/commands.hpp"
+#include "runtime/http/loop.hpp"
+#include "runtime/k8s/client.hpp"
+#include "runtime/k8s/leader_election.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics/endpoints.hpp"
+#include "runtime/metrics/metrics.hpp"
+
+namespace tidesync::cli {
+
+const char* controller_usage() {
+  return R"(Usage: tidesync controller [FLAGS]
+
+Runs the tidesync controller: reconciles BucketSyncPolicies and BucketSyncs (rclone Jobs under
+bucket locks). Uses the in-cluster service account unless --kubeconfig (or $KUBECONFIG) is given.
+
+Flags:
+  --kubeconfig PATH                 kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, in-cluster)
+  --namespace NS                    the controller's namespace: lock and leader Leases (default tidesync-system)
+  --watch-namespace NS              watch only this namespace (default: all)
+  --leader-elect                    run as one of several replicas; only the Lease holder reconciles
+  --leader-elect-id ID              identity in the leader Lease (default: hostname_random)
+  --leader-elect-lease-duration D   default 15s
+  --leader-elect-renew-deadline D   default 10s
+  --leader-elect-retry-period D     default 2s
+  --metrics-addr HOST:PORT          /metrics (default 0.0.0.0:8080; "0" disables)
+  --health-addr HOST:PORT           /healthz and /readyz (default 0.0.0.0:8081; "0" disables)
+  --concurrency N                   BucketSyncs reconciled at once (default 10)
+  --lock-ttl D                      reclaim a bucket lock whose holder is gone after D (default 10m)
+  --rclone-image IMAGE              image of the rclone Jobs (default rclone/rclone:1.68.2)
+  --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100)
+  -h, --help                        show this help
+
+Durations are Go-style: 30s, 10m, 1h30m.
+)";
+}
+
+std::string parse_controller_flags(int argc, char** argv, controller_flags& out, bool& help) {
+  help = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto is = [&](const char* flag) {
+      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+    };
+    auto value = [&](const char* flag) -> const char* {
+      std::string prefix = std::string(flag) + "=";
+      if (a.rfind(prefix, 0) == 0) return argv[i] + prefix.size();
+      return i + 1 < argc ? argv[++i] : nullptr;
+    };
+    auto text = [&](const char* flag, std::string& into) -> std::string {
+      const char* v = value(flag);
+      if (v == nullptr || *v == '\0') return std::string(flag) + " needs a value";
+      into = v;
+      return {};
+    };
+    auto duration = [&](const char* flag, std::chrono::seconds& into) -> std::string {
+      const char* v = value(flag);
+      if (v == nullptr) return std::string(flag) + " needs a duration such as 15s";
+      auto d = config::parse_duration(v);
+      if (!d || d->count() <= 0)
+        return std::string(flag) + ": \"" + v + "\" is not a positive duration (write e.g. 15s)";
+      into = *d;
+      return {};
+    };
+    std::string err;
+    if (a == "-h" || a == "--help") {
+      help = true;
+      return {};
+    } else if (a == "--leader-elect" || a == "--leader-elect=true") {
+      out.leader_elect = true;
+    } else if (a == "--leader-elect=false") {
+      out.leader_elect = false;
+    } else if (is("--kubeconfig")) {
+      err = text("--kubeconfig", out.kubeconfig);
+    } else if (is("--namespace")) {
+      err = text("--namespace", out.ns);
+    } else if (is("--watch-namespace")) {
+      err = text("--watch-namespace", out.watch_namespace);
+    } else if (is("--leader-elect-id")) {
+      err = text("--leader-elect-id", out.leader_elect_id);
+    } else if (is("--leader-elect-lease-duration")) {
+      err = duration("--leader-elect-lease-duration", out.lease_duration);
+    } else if (is("--leader-elect-renew-deadline")) {
+      err = duration("--leader-elect-renew-deadline", out.renew_deadline);
+    } else if (is("--leader-elect-retry-period")) {
+      err = duration("--leader-elect-retry-period", out.retry_period);
+    } else if (is("--metrics-addr")) {
+      err = text("--metrics-addr", out.metrics_addr);
+    } else if (is("--health-addr")) {
+      err = text("--health-addr", out.health_addr);
+    } else if (is("--lock-ttl")) {
+      err = duration("--lock-ttl", out.lock_ttl);
+    } else if (is("--rclone-image")) {
+      err = text("--rclone-image", out.rclone_image);
+    } else if (is("--concurrency") || is("--kube-api-qps") || is("--kube-api-burst")) {
+      std::string flag = a.substr(0, a.find('='));
+      const char* v = value(flag.c_str());
+      char* end = nullptr;
+      double n = v ? std::strtod(v, &end) : 0;
+      if (v == nullptr || end == v || *end != '\0' || n <= 0 || n > 1e6)
+        return flag + " needs a positive number";
+      if (flag == "--concurrency")
+        out.concurrency = static_cast<uint32_t>(n);
+      else if (flag == "--kube-api-qps")
+        out.qps = n;
+      else
+        out.burst = static_cast<int>(n);
+    } else {
+      return "unknown flag " + a;
+    }
+    if (!err.empty()) return err;
+  }
+  return {};
+}
+
+namespace {
+
+bool disabled(const std::string& addr) {
+  return addr.empty() || addr == "0";
+}
+
+}  // namespace
+
+int run_controller_until(const controller_flags& flags, const std::atomic<bool>& stop,
+                         const k8s::connection_config* connection) {
+  auto log = log::get("controller");
+  k8s::connection_config conn;
+  if (connection != nullptr) {
+    conn = *connection;
+  } else {
+    k8s::config_options co;
+    co.kubeconfig = flags.kubeconfig;
+    auto loaded = k8s::load_config(co);
+    if (!loaded) {
+      std::fprintf(stderr, "tidesync controller: %s\n", loaded.error().message.c_str());
+      return 1;
+    }
+    conn = std::move(*loaded);
+  }
+
+  k8s::leader_election_options lo;
+  lo.lease_namespace = flags.ns;
+  lo.identity = flags.leader_elect_id.empty() ? k8s::default_identity() : flags.leader_elect_id;
+  lo.lease_duration = flags.lease_duration;
+  lo.renew_deadline = flags.renew_deadline;
+  lo.retry_period = flags.retry_period;
+  if (flags.leader_elect) {
+    if (auto v = k8s::validate(lo); !v) {
+      std::fprintf(stderr, "tidesync controller: %s\n", v.error().message.c_str());
+      return 2;
+    }
+  }
+
+  auto registry = std::make_shared<metrics::registry>();
+  registry->init_controller("bucketsync");
+  registry->init_controller("bucketsyncpolicy");
+  std::unique_ptr<metrics::endpoints> endpoints;
+  if (!disabled(flags.metrics_addr) || !disabled(flags.health_addr)) {
+    metrics::endpoints_options eo;
+    eo.metrics_addr = disabled(flags.metrics_addr) ? "" : flags.metrics_addr;
+    eo.health_addr = disabled(flags.health_addr) ? "" : flags.health_addr;
+    auto started = metrics::endpoints::start(registry, eo);
+    if (!started) {
+      std::fprintf(stderr, "tidesync controller: %s\n", started.error().message.c_str());
+      return 1;
+    }
+    endpoints = std::move(*started);
+  }
+
+  http::loop loop;
+  k8s::client_options copts;
+  copts.qps = flags.qps;
+  copts.burst = flags.burst;
+  k8s::client client(loop, conn, copts);
+
+  actors::manager_options mo;
+  mo.ns = flags.ns;
+  mo.watch_namespace = flags.watch_namespace;
+  mo.locks.ttl = flags.lock_ttl;
+  mo.bucket_syncs.limits.global = flags.concurrency;
+  mo.policies.limits.global = std::max<uint32_t>(4, flags.concurrency / 2);
+  if (!flags.rclone_image.empty()) mo.job.default_image = flags.rclone_image;
+  mo.metrics = registry;
+  actors::manager mgr(client, loop, mo);
+
+  std::atomic<bool> leading{!flags.leader_elect};
+  std::atomic<bool> lost{false};
+  if (endpoints) {
+    endpoints->add_liveness("ping", [] { return metrics::check_result{}; });
+    endpoints->add_readiness("informers", [&mgr] {
+      if (mgr.synced()) return metrics::check_result{};
+      return metrics::check_result{false, "the informer caches have not synced yet"};
+    });
+  }
+
+  if (auto w = mgr.start_watching(); !w) {
+    std::fprintf(stderr, "tidesync controller: %s\n", w.error().message.c_str());
+    return 1;
+  }
+
+  std::unique_ptr<k8s::leader_elector> elector;
+  if (flags.leader_elect) {
+    k8s::leader_callbacks cb;
+    cb.started_leading = [&] {
+      leading = true;
+      registry->leader(true);
+    };
+    cb.stopped_leading = [&] {
+      if (leading.exchange(false)) lost = true;
+      registry->leader(false);
+    };
+    cb.new_leader = [log](const std::string& id) { log->info("the leader is now {}", id); };
+    elector = std::make_unique<k8s::leader_elector>(client, loop, lo, std::move(cb));
+    elector->start();
+    log->info("waiting for the leader Lease {}/{} as {}", lo.lease_namespace, lo.lease_name,
+              lo.identity);
+  } else {
+    registry->leader(true);
+  }
+
+  int exit_code = 0;
+  auto watch_started = std::chrono::steady_clock::now();
+  bool warned_unsynced = false, said_synced = false;
+  while (!stop.load()) {
+    if (!mgr.synced()) {
+      // Not fatal: the informers keep retrying (a CRD applied later is picked up); /readyz
+      // says not ready meanwhile.
+      if (!warned_unsynced &&
+          std::chrono::steady_clock::now() - watch_started > std::chrono::seconds(30)) {
+        log->warn(
+            "still waiting for the first listing of: {}; is the CRD installed (kubectl "
+            "apply -f deploy/crds) and may the controller list and watch it (RBAC)?",
+            mgr.unsynced());
+        warned_unsynced = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    if (!said_synced) {
+      log->info("informer caches synced");
+      said_synced = true;
+    }
+    if (lost.load()) {
+      log->error("lost the leader Lease: exiting so a restart rejoins the election cleanly");
+      exit_code = 2;
+      break;
+    }
+    if (leading.load() && !mgr.controllers_running()) {
+      if (auto s = mgr.start_controllers(); !s) {
+        log->error("cannot start the controllers: {}", s.error().message);
+        exit_code = 1;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  log->info("shutting down");
+  mgr.stop();
+  if (elector) elector->stop();
+  if (endpoints) endpoints->stop();
+  loop.stop();
+  return exit_code;
+}
+
+int run_controller(int argc, char** argv) {
+  controller_flags flags;
+  bool help = false;
+  auto err = parse_controller_flags(argc, argv, flags, help);
+  if (help) {
+    std::fputs(controller_usage(), stdout);
+    return 0;
+  }
+  if (!err.empty()) {
+    std::fprintf(stderr, "tidesync controller: %s\n\n%s", err.c_str(), controller_usage());
+    return 2;
+  }
+  // SIGTERM/SIGINT are taken by a watcher thread that sets the stop flag; every other thread
+  // starts with them blocked.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  static std::atomic<bool> stop{false};
+  std::thread([sigs] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log::get("controller")->info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    stop = true;
+  }).detach();
+  return run_controller_until(flags, stop);
+}
+
+}  // namespace tidesync::cli

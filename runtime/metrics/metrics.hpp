@@ -1,0 +1,74 @@
+// The process's Prometheus metrics: controller-runtime and client-go workqueue names (so the
+// dashboards and alerts people already have for Go controllers work on tidesync), plus
+// tidesync_* metrics for syncs, bucket locks and leadership.
+//
+// The header stays free of prometheus-cpp (pimpl): every actor includes it and the build
+// machine is small.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace tidesync::metrics {
+
+// Every metric of the process. Thread-safe: called from CAF actor threads and the HTTP loop.
+// Families are created once in the constructor; a call looks its label set up (and creates the
+// series on first use).
+class registry {
+ public:
+  registry();
+  ~registry();
+  registry(const registry&) = delete;
+  registry& operator=(const registry&) = delete;
+
+  // Creates the series of a controller with value 0 (reconcile_total for every result,
+  // reconcile_errors_total), as controller-runtime does when a controller starts, so rate()
+  // and absent() work before the first reconcile.
+  void init_controller(std::string_view controller);
+
+  // controller-runtime names (sigs.k8s.io/controller-runtime/pkg/internal/controller/metrics):
+  // controller_runtime_reconcile_total{controller,result}, result ∈ success|error|requeue|
+  // requeue_after; controller_runtime_reconcile_errors_total{controller} (incremented when
+  // result == "error"); controller_runtime_reconcile_time_seconds{controller} histogram.
+  void reconcile(std::string_view controller, std::string_view result, double seconds);
+  // controller_runtime_active_workers{controller},
+  // controller_runtime_max_concurrent_reconciles{controller} (gauges).
+  void active_workers(std::string_view controller, double n);
+  void max_concurrent_reconciles(std::string_view controller, double n);
+
+  // client-go workqueue names with label {name}.
+  void queue_depth(std::string_view name, double depth);              // workqueue_depth
+  void queue_adds(std::string_view name, double n = 1);               // workqueue_adds_total
+  void queue_wait(std::string_view name, double seconds);             // ..._queue_duration_seconds
+  void work_duration(std::string_view name, double seconds);          // ..._work_duration_seconds
+  void queue_retries(std::string_view name, double n = 1);            // workqueue_retries_total
+  void queue_longest_running(std::string_view name, double seconds);  // ..._longest_running_
+                                                                      // processor_seconds
+  void queue_unfinished_work(std::string_view name, double seconds);  // ..._unfinished_work_
+                                                                      // seconds
+
+  // tidesync_syncs_total{kind,result} (result ∈ succeeded|failed) and
+  // tidesync_sync_duration_seconds{kind} histogram.
+  void sync_finished(std::string_view kind, std::string_view result, double seconds);
+  // tidesync_syncs_running{kind} gauge.
+  void syncs_running(std::string_view kind, double n);
+
+  // tidesync_locks_held gauge, tidesync_lock_waiters gauge, tidesync_lock_wait_seconds histogram.
+  void locks_held(double n);
+  void lock_waiters(double n);
+  void lock_waited(double seconds);
+
+  // tidesync_leader gauge: 1 while this process leads (0 before). tidesync_build_info{version}
+  // is always 1.
+  void leader(bool is_leader);
+
+  // The Prometheus text exposition (format version 0.0.4) of everything registered.
+  [[nodiscard]] std::string text() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tidesync::metrics
