@@ -302,7 +302,7 @@ struct leader_elector::core : std::enable_shared_from_this<core> {
   client& c;
   http::loop& loop;
   const leader_election_options o;
-  leader_callbacks cb;  // cleared by the destructor (loop thread)
+  leader_callbacks cb;  // never cleared (the destructor may run inside one): see `destroyed`
   const std::string id;
   const resource res;
   std::shared_ptr<spdlog::logger> log;
@@ -379,14 +379,14 @@ struct leader_elector::core : std::enable_shared_from_this<core> {
     if (r) {
       auto parsed = parse_election_lease(*r);
       if (!parsed) {
-        failed("reading", parsed.error(), now);
+        failed("reading", parsed.error());
         return;
       }
       read = parsed->spec;
       last_object = std::move(*r);
       have_object = true;
     } else if (r.error().code != errc::not_found) {
-      failed("reading", r.error(), now);
+      failed("reading", r.error());
       return;
     } else {
       have_object = false;
@@ -445,7 +445,7 @@ struct leader_elector::core : std::enable_shared_from_this<core> {
         if (!check_deadline()) schedule(0ms);
         return;
       }
-      failed(d.action == election_action::create ? "creating" : "updating", r.error(), now);
+      failed(d.action == election_action::create ? "creating" : "updating", r.error());
       return;
     }
     last_error.clear();
@@ -469,7 +469,7 @@ struct leader_elector::core : std::enable_shared_from_this<core> {
 
   // A read or write failed for another reason than a race: try again later. While leading the
   // deadline timer decides when to give up.
-  void failed(const char* what, const error& e, steady::time_point now) {
+  void failed(const char* what, const error& e) {
     const std::string text = e.to_string();
     if (text != last_error) {
       log->warn("leader election: {}: {} Lease {}/{} failed: {}", id, what, o.lease_namespace,
@@ -478,7 +478,6 @@ struct leader_elector::core : std::enable_shared_from_this<core> {
     } else {
       log->debug("leader election: {}: {} Lease failed again: {}", id, what, text);
     }
-    (void)now;
     if (!check_deadline()) schedule(st.leading ? o.retry_period : jittered(o.retry_period));
   }
 

@@ -83,6 +83,23 @@ class child {
   }
   [[nodiscard]] const std::string& output() const { return output_; }
 
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // SIGKILL now (a crash: no cleanup runs) and reap it.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    finish(10s);
+  }
+  // Whether it still runs (reaps it when it has exited).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == 0) return true;
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return false;
+  }
+
   // SIGTERM, then SIGKILL after `grace`. Returns the exit status (-1: signalled/killed).
   int stop(std::chrono::milliseconds grace = 10s) {
     if (pid_ <= 0) return status_;
