@@ -1,6 +1,7 @@
 #include "actors/bucketsync_actor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <caf/all.hpp>
 #include <utility>
 
@@ -36,14 +37,34 @@ void api(self_ptr self, Call&& call, Cont&& k) {
   call(reply_to(caf::actor_cast<caf::actor>(self), token));
 }
 
+// BucketSyncs waiting for a lock, over every actor of the process (tidesync_lock_waiters).
+std::atomic<int64_t> g_waiters{0};
+
+void note_lock_state(self_ptr self, const lock_reply& reply) {
+  auto& st = self->state;
+  auto* m = st.ctx->metrics.get();
+  if (reply.what == lock_reply::kind::waiting) {
+    if (st.waiting_since) return;
+    st.waiting_since = std::chrono::steady_clock::now();
+    auto n = ++g_waiters;
+    if (m) m->lock_waiters(static_cast<double>(n));
+    return;
+  }
+  if (!st.waiting_since) return;
+  auto waited = std::chrono::steady_clock::now() - *st.waiting_since;
+  st.waiting_since.reset();
+  auto n = --g_waiters;
+  if (m) {
+    m->lock_waiters(static_cast<double>(n));
+    if (reply.what == lock_reply::kind::granted)
+      m->lock_waited(std::chrono::duration<double>(waited).count());
+  }
+}
+
 void finish(self_ptr self, reconcile_outcome outcome) {
   auto& st = self->state;
   if (!st.running) return;
   st.running = false;
-  if (st.ctx->metrics) {
-    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.run_started);
-    (void)secs;  // the controller measures reconcile time; kept for symmetry
-  }
   self->send(st.controller, atom::done_v, st.key, std::move(outcome));
 }
 
@@ -111,6 +132,7 @@ void step_and_act(self_ptr self, observations obs) {
               [self, obs, holder](const lock_reply& reply) mutable {
                 auto& st = self->state;
                 if (!st.running) return;
+                note_lock_state(self, reply);
                 if (reply.what == lock_reply::kind::waiting && !st.awaiting_lock) {
                   st.awaiting_lock = true;
                   // Pushed, not polled: the deferred answer arrives when our turn comes.
@@ -204,6 +226,7 @@ void run_actions(self_ptr self) {
     if (const auto* rel = std::get_if<phase_action::release_locks>(&a)) {
       self->send(st.ctx->locks, atom::release_v, rel->holder);
       st.awaiting_lock = false;
+      if (st.waiting_since) note_lock_state(self, lock_reply{lock_reply::kind::rejected});
       continue;
     }
     // emit_event: sent after the status write (an event for a transition that was not
@@ -286,6 +309,7 @@ void reconcile(self_ptr self, uint32_t attempt) {
   st.run_started = std::chrono::steady_clock::now();
   auto handle = st.ctx->bucket_syncs->cache().get(st.key);
   if (!handle) {
+    if (st.waiting_since) note_lock_state(self, lock_reply{lock_reply::kind::rejected});
     // Gone (deleted without our finalizer, or after Finished): make sure nothing stays locked.
     if (!st.holder.empty()) self->send(st.ctx->locks, atom::release_v, st.holder);
     st.holder.clear();

@@ -43,6 +43,8 @@ struct bucket_sync_actor_state {
   // Lock bookkeeping: our holder id, and whether a deferred await_lock is outstanding.
   std::string holder;
   bool awaiting_lock = false;
+  // Since when this sync waits for a lock (tidesync_lock_wait_seconds, tidesync_lock_waiters).
+  std::optional<std::chrono::steady_clock::time_point> waiting_since;
 };
 
 // Spawn: `sys.spawn(bucket_sync_actor, key, ctx, controller)`.

@@ -164,6 +164,7 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
                                                       static_cast<double>(s.queued));
               });
         }
+        if (st.hooks.on_tick) st.hooks.on_tick();
         self->delayed_send(self, k_stats_interval, atom::tick_v, ++st.tick_generation);
       },
   };

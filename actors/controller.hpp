@@ -26,6 +26,8 @@ struct controller_hooks {
   std::function<std::string(const std::string& resource, const std::string& key)> map;
   // Spawns the resource actor of `key`.
   std::function<resource_actor(caf::actor_system&, const std::string& key, controller_actor)> spawn;
+  // Optional: refresh kind-specific gauges (every few seconds, on the controller's thread).
+  std::function<void()> on_tick;
 };
 
 struct controller_state {

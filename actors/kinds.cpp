@@ -7,6 +7,7 @@
 #include "actors/bucketsync_actor.hpp"
 #include "actors/events.hpp"
 #include "runtime/log.hpp"
+#include "runtime/metrics/metrics.hpp"
 #include "runtime/watch/object.hpp"
 
 namespace tidesync::actors {
@@ -72,6 +73,16 @@ controller_hooks bucket_sync_hooks(std::shared_ptr<const controller_context> ctx
   h.spawn = [ctx](caf::actor_system& sys, const std::string& key, controller_actor c) {
     return sys.spawn(bucket_sync_actor, key, ctx, std::move(c));
   };
+  if (ctx->metrics) {
+    // tidesync_syncs_running: BucketSyncs in phase Sync, counted in the cache (the server
+    // writes JSON compactly, so the raw text can be searched without parsing it).
+    h.on_tick = [ctx] {
+      size_t n = 0;
+      for (const auto& o : ctx->bucket_syncs->cache().list())
+        if (o->raw->find(R"("phase":"Sync")") != std::string::npos) ++n;
+      ctx->metrics->syncs_running("BucketSync", static_cast<double>(n));
+    };
+  }
   return h;
 }
 

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 #include <future>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -15,6 +16,45 @@
 #include "runtime/metrics/metrics.hpp"
 
 namespace tidesync::actors {
+
+namespace {
+
+// Passes every call to the Lease writer and keeps tidesync_locks_held true (one lock per
+// Lease). Runs on the lock manager's thread only.
+class counting_sink : public lease_sink {
+ public:
+  counting_sink(std::shared_ptr<lease_sink> inner, std::shared_ptr<metrics::registry> m)
+      : inner_(std::move(inner)), metrics_(std::move(m)) {}
+  bool alive(std::string_view holder) override { return inner_->alive(holder); }
+  void granted(const std::vector<lease_record>& leases) override {
+    for (const auto& l : leases)
+      held_.insert(l.path);
+    report();
+    inner_->granted(leases);
+  }
+  void renewed(const std::vector<lease_record>& leases) override {
+    for (const auto& l : leases)
+      held_.insert(l.path);
+    report();
+    inner_->renewed(leases);
+  }
+  void released(const std::vector<lease_record>& leases) override {
+    for (const auto& l : leases)
+      held_.erase(l.path);
+    report();
+    inner_->released(leases);
+  }
+
+ private:
+  void report() {
+    if (metrics_) metrics_->locks_held(static_cast<double>(held_.size()));
+  }
+  std::shared_ptr<lease_sink> inner_;
+  std::shared_ptr<metrics::registry> metrics_;
+  std::set<std::string> held_;
+};
+
+}  // namespace
 
 struct manager::impl {
   k8s::client& client;
@@ -101,8 +141,8 @@ expected<void> manager::start_controllers() {
   });
   auto lo = m.options.locks;
   lo.lease_namespace = m.options.ns;
-  m.locks = m.sys->spawn(lock_manager, lo, std::move(*existing),
-                         std::static_pointer_cast<lease_sink>(m.leases));
+  std::shared_ptr<lease_sink> sink = std::make_shared<counting_sink>(m.leases, m.options.metrics);
+  m.locks = m.sys->spawn(lock_manager, lo, std::move(*existing), std::move(sink));
   m.ctx->locks = m.locks;
   std::shared_ptr<const controller_context> ctx = m.ctx;
   m.bucket_sync_controller =

@@ -202,9 +202,11 @@ TEST_F(kubectl_test, state_survives_a_restart_and_manifests_apply_at_start) {
   EXPECT_NE(demo.output.find("MESSAGE"), std::string::npos) << demo.output;
 }
 
-// The README's main command: `tidesync simulate deploy/crds deploy/examples` applies our CRDs
-// and the examples, and the example Job really syncs files (rclone run by the simulated
-// kubelet) into the claim's folder under the data dir.
+// The simulation the README's main command (scripts/demo.sh) starts, and the README's "on its
+// own" command: `tidesync simulate deploy/crds deploy/examples` applies our CRDs and every
+// example (the demo policy with its Secret and ConfigMap among them: they pass the CRD schema),
+// and the example Job really syncs files (rclone run by the simulated kubelet) into the claim's
+// folder under the data dir. The demo itself, with s3rver, is tests/integration/demo_test.cpp.
 TEST_F(kubectl_test, readme_example_really_syncs_data) {
   EXPECT_EQ(sim->stop(), 0) << sim->output();
   start({std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds",
@@ -219,6 +221,13 @@ TEST_F(kubectl_test, readme_example_really_syncs_data) {
   auto policies = kubectl({"get", "bucketsyncpolicies", "-A"});
   EXPECT_EQ(policies.status, 0) << policies.output;
   EXPECT_NE(policies.output.find("nightly-backup"), std::string::npos) << policies.output;
+  EXPECT_NE(policies.output.find("demo-backup"), std::string::npos) << policies.output;
+  auto demo_refs = kubectl({"get", "secret/demo-s3-credentials", "configmap/demo-s3-endpoint", "-n",
+                            "default", "-o", "name"});
+  EXPECT_EQ(demo_refs.status, 0) << demo_refs.output;
+  auto schedule = kubectl({"get", "bucketsyncpolicy", "demo-backup", "-n", "default", "-o",
+                           "jsonpath={.spec.schedule} {.spec.syncHistoryLimit}"});
+  EXPECT_EQ(schedule.output, "@every 5m 3") << schedule.output;
 }
 
 TEST(simulate_cli, bad_yaml_names_the_file_and_exits_2) {
