@@ -40,6 +40,7 @@ Flags:
   --metrics-addr HOST:PORT          /metrics (default 0.0.0.0:8080; "0" disables)
   --health-addr HOST:PORT           /healthz and /readyz (default 0.0.0.0:8081; "0" disables)
   --concurrency N                   BucketSyncs reconciled at once (default 10)
+  --namespace-concurrency NS=N,...  at most N of them from namespace NS (default: no cap)
   --lock-ttl D                      reclaim a bucket lock whose holder is gone after D (default 10m)
   --rclone-image IMAGE              image of the rclone Jobs (default rclone/rclone:1.68.2)
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100)
@@ -104,6 +105,26 @@ std::string parse_controller_flags(int argc, char** argv, controller_flags& out,
       err = text("--health-addr", out.health_addr);
     } else if (is("--lock-ttl")) {
       err = duration("--lock-ttl", out.lock_ttl);
+    } else if (is("--namespace-concurrency")) {
+      const char* v = value("--namespace-concurrency");
+      if (v == nullptr || *v == '\0')
+        return "--namespace-concurrency needs NS=N pairs, e.g. team-a=2,team-b=4";
+      std::string list = v;
+      size_t start = 0;
+      while (start <= list.size()) {
+        size_t comma = list.find(',', start);
+        std::string item = list.substr(start, comma == std::string::npos ? comma : comma - start);
+        auto eq = item.find('=');
+        char* end = nullptr;
+        long n = eq == std::string::npos ? -1 : std::strtol(item.c_str() + eq + 1, &end, 10);
+        if (eq == std::string::npos || eq == 0 || end == item.c_str() + eq + 1 || *end != '\0' ||
+            n < 0 || n > 1'000'000)
+          return "--namespace-concurrency: \"" + item +
+                 "\" is not NS=N (a namespace and a number, e.g. team-a=2)";
+        out.namespace_concurrency[item.substr(0, eq)] = static_cast<uint32_t>(n);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
     } else if (is("--rclone-image")) {
       err = text("--rclone-image", out.rclone_image);
     } else if (is("--concurrency") || is("--kube-api-qps") || is("--kube-api-burst")) {
@@ -138,6 +159,19 @@ bool disabled(const std::string& addr) {
 int run_controller_until(const controller_flags& flags, const std::atomic<bool>& stop,
                          const k8s::connection_config* connection) {
   auto log = log::get("controller");
+  k8s::leader_election_options lo;
+  lo.lease_namespace = flags.ns;
+  lo.identity = flags.leader_elect_id.empty() ? k8s::default_identity() : flags.leader_elect_id;
+  lo.lease_duration = flags.lease_duration;
+  lo.renew_deadline = flags.renew_deadline;
+  lo.retry_period = flags.retry_period;
+  if (flags.leader_elect) {
+    if (auto v = k8s::validate(lo); !v) {
+      std::fprintf(stderr, "tidesync controller: %s\n", v.error().message.c_str());
+      return 2;
+    }
+  }
+
   k8s::connection_config conn;
   if (connection != nullptr) {
     conn = *connection;
@@ -150,19 +184,6 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
       return 1;
     }
     conn = std::move(*loaded);
-  }
-
-  k8s::leader_election_options lo;
-  lo.lease_namespace = flags.ns;
-  lo.identity = flags.leader_elect_id.empty() ? k8s::default_identity() : flags.leader_elect_id;
-  lo.lease_duration = flags.lease_duration;
-  lo.renew_deadline = flags.renew_deadline;
-  lo.retry_period = flags.retry_period;
-  if (flags.leader_elect) {
-    if (auto v = k8s::validate(lo); !v) {
-      std::fprintf(stderr, "tidesync controller: %s\n", v.error().message.c_str());
-      return 2;
-    }
   }
 
   auto registry = std::make_shared<metrics::registry>();
@@ -192,6 +213,7 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   mo.watch_namespace = flags.watch_namespace;
   mo.locks.ttl = flags.lock_ttl;
   mo.bucket_syncs.limits.global = flags.concurrency;
+  mo.bucket_syncs.limits.per_namespace = flags.namespace_concurrency;
   mo.policies.limits.global = std::max<uint32_t>(4, flags.concurrency / 2);
   if (!flags.rclone_image.empty()) mo.job.default_image = flags.rclone_image;
   mo.metrics = registry;

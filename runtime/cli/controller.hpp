@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "runtime/k8s/config.hpp"
@@ -21,7 +23,8 @@ struct controller_flags {
   std::chrono::seconds retry_period{2};
   std::string metrics_addr = "0.0.0.0:8080";  // "0" disables
   std::string health_addr = "0.0.0.0:8081";
-  uint32_t concurrency = 10;  // BucketSyncs reconciled at once
+  uint32_t concurrency = 10;                              // BucketSyncs reconciled at once
+  std::map<std::string, uint32_t> namespace_concurrency;  // optional per-namespace caps
   std::chrono::seconds lock_ttl{600};
   std::string rclone_image;  // "" : the default
   double qps = 50;

@@ -425,3 +425,24 @@ TEST_F(controller_e2e, leader_failover_between_two_controllers) {
   EXPECT_EQ(get("bucketsync after", "{.status.error}"), "");
   EXPECT_TRUE(b.running());
 }
+
+// Bad flags: exit code 2 and a message that says what to write.
+TEST(controller_cli, bad_flags_say_what_to_write) {
+  auto ttl = run({TIDESYNC_BINARY, "controller", "--lock-ttl", "ten"});
+  EXPECT_EQ(ttl.status, 2);
+  EXPECT_NE(ttl.output.find("--lock-ttl: \"ten\" is not a positive duration"), std::string::npos)
+      << ttl.output;
+  auto ns = run({TIDESYNC_BINARY, "controller", "--namespace-concurrency", "team-a"});
+  EXPECT_EQ(ns.status, 2);
+  EXPECT_NE(ns.output.find("is not NS=N"), std::string::npos) << ns.output;
+  auto le = run({TIDESYNC_BINARY, "controller", "--leader-elect", "--leader-elect-renew-deadline",
+                 "20s", "--kubeconfig", "/nonexistent"});
+  EXPECT_EQ(le.status, 2);  // flags are checked before anything connects
+  EXPECT_NE(le.output.find("renew"), std::string::npos) << le.output;
+  auto unknown = run({TIDESYNC_BINARY, "controller", "--bogus"});
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_NE(unknown.output.find("unknown flag --bogus"), std::string::npos) << unknown.output;
+  auto help = run({TIDESYNC_BINARY, "controller", "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.output.find("--leader-elect"), std::string::npos);
+}
