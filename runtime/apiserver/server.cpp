@@ -61,8 +61,10 @@ std::string human_age(const std::string& timestamp) {
   auto then = rfc3339::parse(timestamp);
   if (!then) return "<unknown>";
   auto age = std::chrono::system_clock::now() - *then;
-  long long s =
-      std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(age).count());
+  long long s = std::chrono::duration_cast<std::chrono::seconds>(age).count();
+  // As apimachinery's HumanDuration: a time in the future has no age.
+  if (s < -1) return "<invalid>";
+  s = std::max<long long>(0, s);
   if (s < 120) return std::to_string(s) + "s";
   long long m = s / 60;
   if (m < 10) return std::to_string(m) + "m" + (s % 60 ? std::to_string(s % 60) + "s" : "");
