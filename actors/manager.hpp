@@ -35,6 +35,13 @@ struct manager_options {
   std::shared_ptr<metrics::registry> metrics;  // may be null
   std::string zoneinfo_root = std::string(tz::default_root);
   size_t threads = 0;  // CAF worker threads; 0: max(2, cores)
+  // The client that writes lock Leases; null: the main one. A separate client has its own
+  // rate-limit budget, so lock renewals (every held lock, every TTL/3) can never starve
+  // reconciles: thousands of held locks would otherwise take the whole default budget. A
+  // renewal that lags is harmless while the controller runs (the lock manager judges
+  // holders from the cache, not from the Leases) and after a restart (a live holder's Lease
+  // is adopted however old it is).
+  k8s::client* lease_client = nullptr;
 };
 
 class manager {
