@@ -268,7 +268,7 @@ void after_status(self_ptr self) {
   auto now = st.ctx->now();
   for (const auto& a : st.result.actions)
     if (const auto* ev = std::get_if<phase_action::emit_event>(&a))
-      send_event(*st.ctx->client, subject_of(st), ev->type, ev->reason, ev->message, now);
+      send_event(st.ctx->events_client(), subject_of(st), ev->type, ev->reason, ev->message, now);
   const auto before = st.obj.status.phase;
   if (st.result.next == config::bucket_sync_phase::finished &&
       before != config::bucket_sync_phase::finished && st.ctx->metrics) {

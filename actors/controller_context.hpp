@@ -29,6 +29,10 @@ inline k8s::resource bucket_sync_policies_resource() {
 
 struct controller_context {
   k8s::client* client = nullptr;
+  // Where Events are written: their own rate-limit budget (client-go's event recorder has its
+  // own too), so Events never delay reconciles. The main client when null.
+  k8s::client* events = nullptr;
+  [[nodiscard]] k8s::client& events_client() const { return events ? *events : *client; }
   std::shared_ptr<watched> bucket_syncs;
   std::shared_ptr<watched> policies;
   std::shared_ptr<watched> jobs;

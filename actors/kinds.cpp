@@ -224,7 +224,7 @@ void policy_after_status(pself self) {
                         {}};
     auto now = st.ctx->now();
     for (const auto& ev : st.result.events)
-      send_event(*st.ctx->client, about, ev.type, ev.reason, ev.message, now);
+      send_event(st.ctx->events_client(), about, ev.type, ev.reason, ev.message, now);
     finish(self, st.result.outcome);
   };
   if (!st.result.remove_sync_now_annotation) return emit();

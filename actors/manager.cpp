@@ -100,6 +100,7 @@ expected<void> manager::start_watching() {
   if (m.watching) return {};
   auto ctx = std::make_shared<controller_context>();
   ctx->client = &m.client;
+  ctx->events = m.options.events_client;
   const auto& wns = m.options.watch_namespace;
   ctx->bucket_syncs = make_watched(m.client, m.loop, bucket_syncs_resource(), wns);
   ctx->policies = make_watched(m.client, m.loop, bucket_sync_policies_resource(), wns);

@@ -42,6 +42,8 @@ struct manager_options {
   // holders from the cache, not from the Leases) and after a restart (a live holder's Lease
   // is adopted however old it is).
   k8s::client* lease_client = nullptr;
+  // The client that writes Events; null: the main one (see controller_context::events).
+  k8s::client* events_client = nullptr;
 };
 
 class manager {

@@ -44,7 +44,7 @@ Flags:
   --lock-ttl D                      reclaim a bucket lock whose holder is gone after D (default 10m)
   --rclone-image IMAGE              image of the rclone Jobs (default rclone/rclone:1.68.2)
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100); lock Lease
-                                    writes have a second budget of the same size
+                                    writes and Events each have a budget of the same size
   -h, --help                        show this help
 
 Durations are Go-style: 30s, 10m, 1h30m.
@@ -212,6 +212,8 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   // manager_options::lease_client): a fifth of it was measured to fall behind, since every
   // held lock is renewed every TTL/3 and thousands can be held at once.
   k8s::client lease_client(loop, conn, copts);
+  // Events too (5 of the ~12 writes of a sync): they must not delay reconciles.
+  k8s::client events_client(loop, conn, copts);
 
   actors::manager_options mo;
   mo.ns = flags.ns;
@@ -223,6 +225,7 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   if (!flags.rclone_image.empty()) mo.job.default_image = flags.rclone_image;
   mo.metrics = registry;
   mo.lease_client = &lease_client;
+  mo.events_client = &events_client;
   actors::manager mgr(client, loop, mo);
 
   std::atomic<bool> leading{!flags.leader_elect};
