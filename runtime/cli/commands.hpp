@@ -7,5 +7,7 @@ namespace tidesync::cli {
 int run_version(int argc, char** argv);
 int run_simulate(int argc, char** argv);
 int run_controller(int argc, char** argv);
+int run_sync(int argc, char** argv);
+int run_copy(int argc, char** argv);
 
 }  // namespace tidesync::cli

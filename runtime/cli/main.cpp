@@ -18,6 +18,8 @@ constexpr command commands[] = {
      tidesync::cli::run_controller},
     {"simulate", "run an embedded Kubernetes API server (and the controller) on 127.0.0.1",
      tidesync::cli::run_simulate},
+    {"sync", "make DST equal to SRC (local or S3)", tidesync::cli::run_sync},
+    {"copy", "copy new and changed files from SRC to DST", tidesync::cli::run_copy},
     {"version", "print the version", tidesync::cli::run_version},
 };
 
