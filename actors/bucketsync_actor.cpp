@@ -22,19 +22,17 @@ std::shared_ptr<spdlog::logger> logger() {
   return l;
 }
 
-std::string ns_of(const std::string& key) {
-  return std::string(key_namespace(key));
-}
-std::string name_of(const std::string& key) {
-  auto slash = key.find('/');
-  return slash == std::string::npos ? key : key.substr(slash + 1);
-}
-
 // Sends `call(callback)` and runs `k` with the answer on this actor.
 template <class Call, class Cont>
 void api(self_ptr self, Call&& call, Cont&& k) {
   auto token = self->state.calls.expect(std::forward<Cont>(k));
   call(reply_to(caf::actor_cast<caf::actor>(self), token));
+}
+
+lock_reply withdrawn() {
+  lock_reply r;
+  r.what = lock_reply::kind::rejected;
+  return r;
 }
 
 // BucketSyncs waiting for a lock, over every actor of the process (tidesync_lock_waiters).
@@ -226,7 +224,7 @@ void run_actions(self_ptr self) {
     if (const auto* rel = std::get_if<phase_action::release_locks>(&a)) {
       self->send(st.ctx->locks, atom::release_v, rel->holder);
       st.awaiting_lock = false;
-      if (st.waiting_since) note_lock_state(self, lock_reply{lock_reply::kind::rejected});
+      if (st.waiting_since) note_lock_state(self, withdrawn());
       continue;
     }
     // emit_event: sent after the status write (an event for a transition that was not
@@ -309,7 +307,7 @@ void reconcile(self_ptr self, uint32_t attempt) {
   st.run_started = std::chrono::steady_clock::now();
   auto handle = st.ctx->bucket_syncs->cache().get(st.key);
   if (!handle) {
-    if (st.waiting_since) note_lock_state(self, lock_reply{lock_reply::kind::rejected});
+    if (st.waiting_since) note_lock_state(self, withdrawn());
     // Gone (deleted without our finalizer, or after Finished): make sure nothing stays locked.
     if (!st.holder.empty()) self->send(st.ctx->locks, atom::release_v, st.holder);
     st.holder.clear();

@@ -7,6 +7,7 @@
 #include "config/condition.hpp"
 #include "config/validation.hpp"
 #include "runtime/cron.hpp"
+#include "runtime/hash.hpp"
 #include "runtime/rfc3339.hpp"
 
 namespace tidesync::actors {
@@ -26,15 +27,6 @@ constexpr std::string_view k_reason_missed = "MissedSchedule";
 constexpr std::string_view k_reason_suspended = "Suspended";
 constexpr std::string_view k_reason_invalid = "InvalidSpec";
 
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 std::string hex(uint64_t v, size_t digits) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -48,7 +40,7 @@ std::string with_suffix(std::string_view policy, std::string_view suffix) {
   std::string prefix(policy.substr(0, k_max_name - suffix.size() - 9));
   while (!prefix.empty() && (prefix.back() == '-' || prefix.back() == '.'))
     prefix.pop_back();
-  return prefix + "-" + hex(fnv1a(policy), 8) + std::string(suffix);
+  return prefix + "-" + hex(fnv1a64(policy), 8) + std::string(suffix);
 }
 
 std::string fmt(sys_seconds t) {
@@ -312,7 +304,7 @@ std::string manual_child_name(std::string_view policy, std::string_view value, s
   std::string key(value);
   key += '\n';
   key += std::to_string(since.time_since_epoch().count());
-  return with_suffix(policy, std::string(k_manual_infix) + hex(fnv1a(key), 10));
+  return with_suffix(policy, std::string(k_manual_infix) + hex(fnv1a64(key), 10));
 }
 
 policy_child child_from(const json::value& bucket_sync_json) {

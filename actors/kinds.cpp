@@ -20,6 +20,31 @@ std::pair<std::string, std::string> split_key(const std::string& key) {
   return {key.substr(0, slash), key.substr(slash + 1)};
 }
 
+// Maps a change of `source` (Jobs, child BucketSyncs) to the key of its controller owner of
+// `kind`. The owner is remembered per key, so a deleted object (gone from the cache) still
+// maps to the owner it had. Called on the controller's thread only.
+std::function<std::string(const std::string&, const std::string&)> owner_mapper(
+    std::shared_ptr<watched> source, std::string_view kind) {
+  auto owners = std::make_shared<std::unordered_map<std::string, std::string>>();
+  return [source, owners, kind = std::string(kind)](const std::string& resource,
+                                                    const std::string& key) -> std::string {
+    if (resource != source->resource) return {};
+    auto handle = source->cache().get(key);
+    if (!handle) {
+      auto it = owners->find(key);
+      if (it == owners->end()) return {};
+      auto owner = std::move(it->second);
+      owners->erase(it);
+      return owner;
+    }
+    auto doc = handle->parse();
+    if (!doc) return {};
+    auto owner = controller_owner_key(*doc, kind);
+    if (!owner.empty()) (*owners)[key] = owner;
+    return owner;
+  };
+}
+
 }  // namespace
 
 std::string controller_owner_key(const json::value& object, std::string_view kind) {
@@ -51,25 +76,7 @@ controller_hooks bucket_sync_hooks(std::shared_ptr<const controller_context> ctx
   controller_hooks h;
   h.name = "bucketsync";
   h.own = ctx->bucket_syncs;
-  // Job key → owning BucketSync key, remembered so a deleted Job still maps to its owner.
-  auto owners = std::make_shared<std::unordered_map<std::string, std::string>>();
-  auto jobs = ctx->jobs;
-  h.map = [jobs, owners](const std::string& resource, const std::string& key) -> std::string {
-    if (resource != jobs->resource) return {};
-    auto handle = jobs->cache().get(key);
-    if (!handle) {
-      auto it = owners->find(key);
-      if (it == owners->end()) return {};
-      auto owner = std::move(it->second);
-      owners->erase(it);
-      return owner;
-    }
-    auto doc = handle->parse();
-    if (!doc) return {};
-    auto owner = controller_owner_key(*doc, config::k_bucket_sync_kind);
-    if (!owner.empty()) (*owners)[key] = owner;
-    return owner;
-  };
+  h.map = owner_mapper(ctx->jobs, config::k_bucket_sync_kind);
   h.spawn = [ctx](caf::actor_system& sys, const std::string& key, controller_actor c) {
     return sys.spawn(bucket_sync_actor, key, ctx, std::move(c));
   };
@@ -90,24 +97,7 @@ controller_hooks policy_hooks(std::shared_ptr<const controller_context> ctx) {
   controller_hooks h;
   h.name = "bucketsyncpolicy";
   h.own = ctx->policies;
-  auto owners = std::make_shared<std::unordered_map<std::string, std::string>>();
-  auto children = ctx->bucket_syncs;
-  h.map = [children, owners](const std::string& resource, const std::string& key) -> std::string {
-    if (resource != children->resource) return {};
-    auto handle = children->cache().get(key);
-    if (!handle) {
-      auto it = owners->find(key);
-      if (it == owners->end()) return {};
-      auto owner = std::move(it->second);
-      owners->erase(it);
-      return owner;
-    }
-    auto doc = handle->parse();
-    if (!doc) return {};
-    auto owner = controller_owner_key(*doc, config::k_bucket_sync_policy_kind);
-    if (!owner.empty()) (*owners)[key] = owner;
-    return owner;
-  };
+  h.map = owner_mapper(ctx->bucket_syncs, config::k_bucket_sync_policy_kind);
   h.spawn = [ctx](caf::actor_system& sys, const std::string& key, controller_actor c) {
     return sys.spawn(policy_actor, key, ctx, std::move(c));
   };

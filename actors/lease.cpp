@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "runtime/hash.hpp"
+
 namespace tidesync::actors {
 
 namespace {
@@ -15,15 +17,6 @@ using namespace std::chrono;
 constexpr std::string_view name_prefix = "tidesync-lock-";
 constexpr std::size_t max_name = 63;  // DNS-1123 label
 constexpr std::size_t hash_digits = 12;
-
-uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 error parse_err(std::string msg) {
   return make_error(errc::parse_error, "lease: " + std::move(msg));

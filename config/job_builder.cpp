@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "config/rclone_env.hpp"
+#include "runtime/hash.hpp"
 
 namespace tidesync::config {
 namespace {
@@ -17,15 +18,6 @@ bool is_dns_label(std::string_view s) {
   for (char c : s)
     if (!alnum(c) && c != '-') return false;
   return alnum(s.front()) && alnum(s.back());
-}
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
 }
 
 json::value labels_json(const std::map<std::string, std::string>& labels) {
@@ -58,7 +50,7 @@ std::string job_name(std::string_view name) {
   while (!slug.empty() && slug.back() == '-')
     slug.pop_back();
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(name)));
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(name)));
   std::string out = slug.empty() ? std::string("bucketsync") : slug;
   out += '-';
   out.append(hex, k_hash_digits);
