@@ -5,10 +5,10 @@
 // Spawn: `sys.spawn(lock_manager, lock_options{...}, std::vector<lease_record>{...}, sink)`.
 // The Lease records are the lock Leases found in the controller's namespace at start
 // (restart recovery); `sink` is the seam to the API server: the manager tells it which Leases
-// to write, renew and delete, and asks it whether a holder is alive. Writing Leases through
-// the Kubernetes client is not done here (that actor does not exist yet): a sink that
-// forwards to it is the missing piece. The manager keeps a timer only while it holds or
-// queues something; stop it with `send_exit(h, caf::exit_reason::user_shutdown)`.
+// to write, renew and delete, and asks it whether a holder is alive. The controller's sink is
+// actors::lease_writer (actors/lease_writer.hpp), which writes through the Kubernetes client
+// without blocking. The manager keeps a timer only while it holds or queues something; stop
+// it with `send_exit(h, caf::exit_reason::user_shutdown)`.
 #pragma once
 
 #include <caf/actor_clock.hpp>

@@ -397,7 +397,10 @@ TEST_F(controller_e2e, leader_failover_between_two_controllers) {
     f.push_back(metrics);
     return f;
   };
-  auto& a = start_controller(flags("replica-a", "127.0.0.1:" + std::to_string(port_a)));
+  auto a_flags = flags("replica-a", "127.0.0.1:" + std::to_string(port_a));
+  a_flags.push_back("--health-addr");  // the same address: one server for all three paths
+  a_flags.push_back("127.0.0.1:" + std::to_string(port_a));
+  auto& a = start_controller(a_flags);
   ASSERT_TRUE(eventually(
       [&] {
         return get("lease -n tidesync-system tidesync-controller", "{.spec.holderIdentity}") ==
@@ -416,6 +419,13 @@ TEST_F(controller_e2e, leader_failover_between_two_controllers) {
             std::string::npos);
   EXPECT_NE(m->body.find("tidesync_syncs_total"), std::string::npos);
   EXPECT_NE(m->body.find("tidesync_leader 1"), std::string::npos);
+  auto ready = metrics.Get("/readyz?verbose");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+  EXPECT_NE(ready->body.find("[+]informers ok"), std::string::npos) << ready->body;
+  auto live = metrics.Get("/healthz");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
 
   a.kill();  // no release: b must wait for the Lease to expire, then lead
   apply(bucket_sync("after", "after-out"));

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tests/support/process.hpp"
+#include "tests/support/s3rver.hpp"
 
 namespace {
 
@@ -63,12 +64,7 @@ class demo_test : public ::testing::Test {
  protected:
   void SetUp() override {
     ::unsetenv("AWS_CA_BUNDLE");  // rclone 1.60 fails on it
-    auto peers = run({"bash", k_source + "/scripts/s3rver.sh", "check"});
-    if (peers.status != 0) {
-      if (std::getenv("TIDESYNC_REQUIRE_PEERS") != nullptr)
-        FAIL() << "TIDESYNC_REQUIRE_PEERS is set but the S3 peer is missing:\n" << peers.output;
-      GTEST_SKIP() << "node or s3rver is missing (run bash scripts/setup.sh): " << peers.output;
-    }
+    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(tidesync::test::s3rver_peer::missing());
     for (const char* tool : {"kubectl", "rclone"}) {
       auto probe = run({"sh", "-c", std::string("command -v ") + tool});
       ASSERT_EQ(probe.status, 0) << tool << " is not on PATH (bash scripts/setup.sh installs it)";
@@ -81,7 +77,7 @@ class demo_test : public ::testing::Test {
   void TearDown() override {
     if (dir.empty()) return;
     // Whatever a failed or killed demo left running, stopped by its PID.
-    run({"bash", k_source + "/scripts/s3rver.sh", "stop", dir + "/s3rver"});
+    tidesync::test::s3rver_peer::stop(dir + "/s3rver");
     std::ifstream pid_file(dir + "/simulate.pid");
     int pid = 0;
     // Only our simulate, not a process that got the pid of one long gone.
@@ -136,10 +132,9 @@ TEST_F(demo_test, demo_once_syncs_the_demo_folder_through_a_bucketsync_policy) {
   EXPECT_FALSE(fs::exists(dir + "/s3rver/s3rver.pid"));
 
   // The destination, checked by the test itself: s3rver again on the demo's data.
-  auto started = run({"bash", k_source + "/scripts/s3rver.sh", "start", dir + "/s3rver", "0"});
-  ASSERT_EQ(started.status, 0) << started.output;
-  int port = std::atoi(started.output.c_str());
-  ASSERT_GT(port, 0) << started.output;
+  std::string started;
+  int port = tidesync::test::s3rver_peer::start(dir + "/s3rver", {}, &started);
+  ASSERT_GT(port, 0) << started;
   auto listed =
       run({"rclone", "--config", "/dev/null", "lsf", "-R", "--files-only", "t:demo-backup"},
           rclone_env(port));
@@ -152,8 +147,7 @@ TEST_F(demo_test, demo_once_syncs_the_demo_folder_through_a_bucketsync_policy) {
   auto check = run({"rclone", "--config", "/dev/null", "check", k_demo_data, "t:demo-backup"},
                    rclone_env(port));
   EXPECT_EQ(check.status, 0) << check.output;
-  auto stopped = run({"bash", k_source + "/scripts/s3rver.sh", "stop", dir + "/s3rver"});
-  EXPECT_EQ(stopped.status, 0) << stopped.output;
+  EXPECT_EQ(tidesync::test::s3rver_peer::stop(dir + "/s3rver"), 0);
 }
 
 }  // namespace

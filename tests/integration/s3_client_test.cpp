@@ -24,6 +24,7 @@
 
 #include "runtime/http/loop.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/s3rver.hpp"
 
 namespace {
 
@@ -32,7 +33,6 @@ using namespace tidesync;
 using namespace tidesync::transfer;
 using tidesync::test::run;
 
-const std::string k_source = TIDESYNC_SOURCE_DIR;
 const std::string k_bucket = "s3-client-test";
 
 // A deterministic, non-repeating-looking payload.
@@ -51,37 +51,23 @@ std::string payload(size_t n, uint32_t seed) {
 class s3_client_test : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto peers = run({"bash", k_source + "/scripts/s3rver.sh", "check"});
-    if (peers.status != 0) {
-      missing_ = peers.output;
-      return;
-    }
+    missing_ = test::s3rver_peer::missing();
+    if (!missing_.empty()) return;
     char tmpl[] = "/tmp/tidesync-s3client-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return;
     dir_ = tmpl;
-    ::unsetenv("AWS_CA_BUNDLE");  // the script's readiness probe is rclone 1.60
-    auto started = run({"bash", k_source + "/scripts/s3rver.sh", "start", dir_, "0", k_bucket});
-    start_output_ = started.output;
-    if (started.status != 0) return;
-    auto text = started.output;
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-      text.pop_back();
-    port_ = std::atoi(text.substr(text.find_last_of('\n') + 1).c_str());
+    port_ = test::s3rver_peer::start(dir_, {k_bucket}, &start_output_);
   }
 
   static void TearDownTestSuite() {
     if (dir_.empty()) return;
-    run({"bash", k_source + "/scripts/s3rver.sh", "stop", dir_});
+    test::s3rver_peer::stop(dir_);
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
 
   void SetUp() override {
-    if (!missing_.empty()) {
-      if (std::getenv("TIDESYNC_REQUIRE_PEERS") != nullptr)
-        FAIL() << "TIDESYNC_REQUIRE_PEERS is set but the S3 peer is missing:\n" << missing_;
-      GTEST_SKIP() << "node or s3rver is missing (run bash scripts/setup.sh): " << missing_;
-    }
+    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(missing_);
     ASSERT_GT(port_, 0) << "s3rver did not start:\n" << start_output_;
   }
 

@@ -19,6 +19,7 @@
 #include "runtime/http/loop.hpp"
 #include "runtime/transfer/s3_client.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/s3rver.hpp"
 
 namespace {
 
@@ -27,7 +28,6 @@ using namespace std::chrono_literals;
 using tidesync::test::run;
 using env_list = std::vector<std::pair<std::string, std::string>>;
 
-const std::string k_source = TIDESYNC_SOURCE_DIR;
 const std::string k_binary = TIDESYNC_BINARY;
 const std::string k_bucket = "sync-cli-test";
 
@@ -196,36 +196,22 @@ TEST_F(sync_cli_test, unreachable_endpoint_fails_and_deletes_nothing) {
 class sync_cli_s3_test : public sync_cli_test {
  protected:
   static void SetUpTestSuite() {
-    auto peers = run({"bash", k_source + "/scripts/s3rver.sh", "check"});
-    if (peers.status != 0) {
-      missing_ = peers.output;
-      return;
-    }
+    missing_ = tidesync::test::s3rver_peer::missing();
+    if (!missing_.empty()) return;
     char tmpl[] = "/var/tmp/tidesync-synccli-s3-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return;
     s3dir_ = tmpl;
-    auto started = run({"bash", k_source + "/scripts/s3rver.sh", "start", s3dir_, "0", k_bucket},
-                       {{"AWS_CA_BUNDLE", ""}});
-    start_output_ = started.output;
-    if (started.status != 0) return;
-    auto text = started.output;
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-      text.pop_back();
-    port_ = std::atoi(text.substr(text.find_last_of('\n') + 1).c_str());
+    port_ = tidesync::test::s3rver_peer::start(s3dir_, {k_bucket}, &start_output_);
   }
   static void TearDownTestSuite() {
     if (s3dir_.empty()) return;
-    run({"bash", k_source + "/scripts/s3rver.sh", "stop", s3dir_});
+    tidesync::test::s3rver_peer::stop(s3dir_);
     std::error_code ec;
     fs::remove_all(s3dir_, ec);
   }
   void SetUp() override {
     sync_cli_test::SetUp();
-    if (!missing_.empty()) {
-      if (std::getenv("TIDESYNC_REQUIRE_PEERS") != nullptr)
-        FAIL() << "TIDESYNC_REQUIRE_PEERS is set but the S3 peer is missing:\n" << missing_;
-      GTEST_SKIP() << "node or s3rver is missing (run bash scripts/setup.sh): " << missing_;
-    }
+    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(missing_);
     ASSERT_GT(port_, 0) << "s3rver did not start:\n" << start_output_;
   }
   env_list env() const {
