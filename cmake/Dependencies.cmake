@@ -11,6 +11,7 @@ find_package(prometheus-cpp CONFIG REQUIRED)
 # its pkg-config file carries the defines that must match the library's build.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 
 # CAF 0.17.6 has no CMake config and no .pc file on Debian: make imported targets.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)

@@ -1,96 +1,29 @@
 #include "runtime/transfer/engine.hpp"
 
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cinttypes>
-#include <cmath>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "runtime/http/loop.hpp"
+#include "runtime/transfer/backend.hpp"
 #include "runtime/transfer/filter.hpp"
 #include "runtime/transfer/local_fs.hpp"
-#include "runtime/transfer/s3_client.hpp"
 #include "runtime/transfer/safety.hpp"
+#include "runtime/transfer/token_bucket.hpp"
 
 namespace tidesync::transfer {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using time_point = std::chrono::system_clock::time_point;
-
-// rclone's X-Amz-Meta-Mtime: seconds since the epoch with 9 fraction digits.
-std::string format_mtime(time_point t) {
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  int64_t sec = ns / 1'000'000'000, frac = ns % 1'000'000'000;
-  if (frac < 0) {
-    frac += 1'000'000'000;
-    sec -= 1;
-  }
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%" PRId64 ".%09" PRId64, sec, frac);
-  return buf;
-}
-
-std::optional<time_point> parse_mtime(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  const auto dot = text.find('.');
-  char* end = nullptr;
-  const std::string whole = text.substr(0, dot);
-  errno = 0;
-  long long sec = std::strtoll(whole.c_str(), &end, 10);
-  if (errno != 0 || end == whole.c_str() || *end != '\0') return std::nullopt;
-  int64_t ns = 0;
-  if (dot != std::string::npos) {
-    std::string frac = text.substr(dot + 1);
-    if (frac.size() > 9) frac.resize(9);
-    if (!std::all_of(frac.begin(), frac.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return std::nullopt;
-    while (frac.size() < 9)
-      frac += '0';
-    ns = std::strtoll(frac.c_str(), nullptr, 10);
-  }
-  return time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
-      std::chrono::seconds(sec) + std::chrono::nanoseconds(ns)));
-}
-
-bool is_md5_hex(const std::string& etag) {
-  return etag.size() == 32 && std::all_of(etag.begin(), etag.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-expected<std::string> md5_of_file(const std::string& path, uint64_t size) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr);
-  const uint64_t chunk = 4ull << 20;
-  for (uint64_t off = 0; off < size || off == 0; off += chunk) {
-    auto data = local_fs::read_range(path, off, chunk);
-    if (!data) return data.error();
-    EVP_DigestUpdate(ctx.get(), data->data(), data->size());
-    if (data->size() < chunk) break;
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
 
 // Runs fn(i) for i in [0, n) on up to `workers` threads.
 template <class Fn>
@@ -115,156 +48,58 @@ void parallel_for(size_t n, int workers, Fn fn) {
     th.join();
 }
 
-// One side of the transfer.
-struct side {
-  const location* loc = nullptr;
-  std::unique_ptr<s3_client> s3;
-  std::unordered_map<std::string, entry> by_path;  // files only, after listing
-
-  [[nodiscard]] bool local() const { return loc->kind == location_kind::local; }
-  [[nodiscard]] std::string local_path(const std::string& rel) const {
-    return local_fs::join(loc->path, rel);
-  }
-  [[nodiscard]] std::string key(const std::string& rel) const { return loc->prefix + rel; }
-  [[nodiscard]] std::string where() const {
-    return local() ? "\"" + loc->path + "\"" : "\"" + loc->text + "\"";
-  }
-};
-
-expected<std::vector<entry>> list_side(side& s) {
-  if (s.local()) return local_fs::list(s.loc->path);
-  auto objects = s.s3->list_sync(s.loc->bucket, list_request{s.loc->prefix, "", 0});
-  if (!objects) return objects.error();
-  std::vector<entry> out;
-  std::set<std::string> dirs;
-  for (auto& o : *objects) {
-    if (o.key.size() < s.loc->prefix.size()) continue;
-    std::string rel = o.key.substr(s.loc->prefix.size());
-    // Directory markers ("a/b/") and keys no file system can hold are skipped.
-    if (rel.empty() || rel.back() == '/' || rel.front() == '/' ||
-        rel.find("//") != std::string::npos)
-      continue;
-    for (auto slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1))
-      dirs.insert(rel.substr(0, slash));
-    entry e;
-    e.path = std::move(rel);
-    e.size = o.size;
-    e.mtime = o.last_modified;
-    if (is_md5_hex(o.etag)) e.md5 = o.etag;
-    out.push_back(std::move(e));
-  }
-  for (const auto& d : dirs) {
-    entry e;
-    e.path = d;
-    e.dir = true;
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
-// Replaces LastModified by x-amz-meta-mtime for the given S3 entries.
-expected<void> read_s3_mtimes(side& s, std::vector<entry>& entries,
-                              const std::vector<size_t>& which, int workers) {
+// Runs fn(entries[which[i]]) on `workers` threads; the first error wins.
+template <class Fn>
+expected<void> for_each_entry(std::vector<entry>& entries, const std::vector<size_t>& which,
+                              int workers, Fn fn) {
   std::mutex mu;
-  std::optional<error> first_error;
+  std::optional<error> first;
   parallel_for(which.size(), workers, [&](size_t i) {
-    entry& e = entries[which[i]];
-    auto h = s.s3->head_sync(s.loc->bucket, s.key(e.path));
-    if (!h) {
+    {
       std::lock_guard lock(mu);
-      if (!first_error) first_error = h.error();
-      return;
+      if (first) return;
     }
-    auto it = h->metadata.find("mtime");
-    if (it != h->metadata.end()) {
-      if (auto t = parse_mtime(it->second)) e.mtime = *t;
+    if (auto r = fn(entries[which[i]]); !r) {
+      std::lock_guard lock(mu);
+      if (!first) first = r.error();
     }
   });
-  if (first_error) return *first_error;
+  if (first) return *first;
   return {};
 }
 
-class runner {
- public:
-  runner(side& src, side& dst, const engine_options& opts) : src_(src), dst_(dst), opts_(opts) {}
+// The bandwidth limit and the progress counters, applied to every byte that moves.
+struct meter {
+  token_bucket* bw = nullptr;
+  engine_stats* stats = nullptr;
 
-  // Copies one file; returns bytes moved.
-  expected<uint64_t> copy(const action& a) {
-    const entry& se = src_.by_path.at(a.path);
-    if (src_.local() && dst_.local())
-      return local_fs::copy_file(src_.local_path(a.path), dst_.local_path(a.path), se.mtime);
-    if (dst_.local()) {
-      local_fs::writer w;
-      if (auto r = w.open(dst_.local_path(a.path)); !r) return r.error();
-      for (uint64_t off = 0; off < se.size || off == 0; off += opts_.part_size) {
-        auto data = read_source(a.path, se.size, off, opts_.part_size);
-        if (!data) return data.error();
-        if (auto r = w.write(*data); !r) return r.error();
-        if (off + opts_.part_size >= se.size) break;
-      }
-      if (auto r = w.commit(se.mtime); !r) return r.error();
-      return se.size;
-    }
-    // To S3.
-    const std::string key = dst_.key(a.path);
-    s3_metadata meta{{"mtime", format_mtime(se.mtime)}};
-    if (se.size <= opts_.multipart_threshold) {
-      auto data = read_source(a.path, se.size, 0, se.size);
-      if (!data) return data.error();
-      if (data->size() != se.size) return changed_error(a.path);
-      auto etag = dst_.s3->put_sync(dst_.loc->bucket, key, std::move(*data), meta);
-      if (!etag) return etag.error();
-      return se.size;
-    }
-    auto upload = dst_.s3->create_multipart_sync(dst_.loc->bucket, key, meta);
-    if (!upload) return upload.error();
-    std::vector<s3_part> parts;
-    auto fail = [&](error e) -> expected<uint64_t> {
-      (void)dst_.s3->abort_multipart_sync(dst_.loc->bucket, key, *upload);
-      return e;
-    };
-    int number = 1;
-    for (uint64_t off = 0; off < se.size; off += opts_.part_size, ++number) {
-      const uint64_t len = std::min(opts_.part_size, se.size - off);
-      auto data = read_source(a.path, se.size, off, len);
-      if (!data) return fail(data.error());
-      if (data->size() != len) return fail(changed_error(a.path));
-      auto etag =
-          dst_.s3->upload_part_sync(dst_.loc->bucket, key, *upload, number, std::move(*data));
-      if (!etag) return fail(etag.error());
-      parts.push_back({number, *etag});
-    }
-    auto done = dst_.s3->complete_multipart_sync(dst_.loc->bucket, key, *upload, std::move(parts));
-    if (!done) return fail(done.error());
-    return se.size;
+  expected<void> operator()(uint64_t n) const {
+    if (stats != nullptr) stats->bytes_done += n;
+    if (bw != nullptr) bw->take(n);
+    return {};
   }
+};
 
-  expected<void> remove(const std::string& rel) {
-    if (dst_.local()) return local_fs::remove_file(dst_.local_path(rel));
-    return dst_.s3->remove_sync(dst_.loc->bucket, dst_.key(rel));
+class metered_reader final : public reader {
+ public:
+  metered_reader(reader& in, const meter& m) : in_(in), m_(m) {}
+  expected<size_t> read(char* buf, size_t n) override {
+    auto got = in_.read(buf, n);
+    if (got && *got > 0) {
+      if (auto r = m_(*got); !r) return r.error();
+    }
+    return got;
   }
 
  private:
-  static error changed_error(const std::string& rel) {
-    return make_error(errc::io_error,
-                      "\"" + rel +
-                          "\" changed size while being copied; it will be copied again "
-                          "by the next run");
-  }
-
-  expected<std::string> read_source(const std::string& rel, uint64_t size, uint64_t off,
-                                    uint64_t len) {
-    if (src_.local()) return local_fs::read_range(src_.local_path(rel), off, len);
-    std::optional<byte_range> range;
-    if (off != 0 || len < size) range = byte_range{off, off + len - 1};
-    if (size == 0) range.reset();
-    return src_.s3->get_sync(src_.loc->bucket, src_.key(rel), range);
-  }
-
-  side& src_;
-  side& dst_;
-  const engine_options& opts_;
+  reader& in_;
+  const meter& m_;
 };
+
+error with_context(error e, const std::string& what) {
+  e.message = what + ": " + e.message;
+  return e;
+}
 
 }  // namespace
 
@@ -272,6 +107,9 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
                                    const engine_options& opts) {
   const auto started = clock_type::now();
   engine_result result;
+  engine_stats local_stats;
+  engine_stats& stats = opts.stats != nullptr ? *opts.stats : local_stats;
+  stats.phase = 0;
   const bool dst_local = dst_loc.kind == location_kind::local;
   const direction dir = dst_local ? direction::to_local : direction::to_remote;
   const bool forced = dst_local ? opts.force_delete_local_dir : opts.force_delete_remote_dir;
@@ -291,86 +129,80 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
   if (!filt) return filt.error();
 
   std::unique_ptr<http::loop> loop;
-  side src, dst;
-  src.loc = &src_loc;
-  dst.loc = &dst_loc;
-  if (src_loc.kind == location_kind::s3 || dst_loc.kind == location_kind::s3)
+  if (src_loc.kind != location_kind::local || dst_loc.kind != location_kind::local)
     loop = std::make_unique<http::loop>();
-  if (src_loc.kind == location_kind::s3) src.s3 = std::make_unique<s3_client>(*loop, src_loc.s3);
-  if (dst_loc.kind == location_kind::s3) dst.s3 = std::make_unique<s3_client>(*loop, dst_loc.s3);
+  backend_options bo;
+  bo.multipart_threshold = opts.multipart_threshold;
+  bo.part_size = opts.part_size;
+  bo.part_concurrency = opts.part_concurrency;
+  bo.checkers = opts.checkers;
+  http::loop* lp = loop.get();
+  auto make = [&](const location& loc) -> expected<std::unique_ptr<backend>> {
+    if (loc.kind == location_kind::local) return make_local_backend(loc);
+    return make_backend(loc, *lp, bo);
+  };
+  auto src_b = make(src_loc);
+  if (!src_b) return src_b.error();
+  auto dst_b = make(dst_loc);
+  if (!dst_b) return dst_b.error();
+  backend& src = **src_b;
+  backend& dst = **dst_b;
+  if (!dst.writable())
+    return make_error(errc::invalid_argument,
+                      "the destination " + dst.where() + " is read-only; it can only be a source");
 
   // List both sides at once.
   expected<std::vector<entry>> src_list = std::vector<entry>{};
   expected<std::vector<entry>> dst_list = std::vector<entry>{};
   {
-    std::thread t([&] { dst_list = list_side(dst); });
-    src_list = list_side(src);
+    std::thread t([&] { dst_list = dst.list(); });
+    src_list = src.list();
     t.join();
   }
-  if (!src_list) {
-    auto e = src_list.error();
-    e.message = "listing the source " + src.where() + ": " + e.message;
-    return e;
-  }
-  if (!dst_list) {
-    auto e = dst_list.error();
-    e.message = "listing the destination " + dst.where() + ": " + e.message;
-    return e;
-  }
-  // Keep only what the filters let through for the metadata work below (make_plan filters
-  // again, cheaply).
+  if (!src_list) return with_context(src_list.error(), "listing the source " + src.where());
+  if (!dst_list) return with_context(dst_list.error(), "listing the destination " + dst.where());
+  stats.phase = 1;
+
   std::unordered_map<std::string, size_t> dst_index;
+  dst_index.reserve(dst_list->size());
   for (size_t i = 0; i < dst_list->size(); ++i)
     if (!(*dst_list)[i].dir) dst_index.emplace((*dst_list)[i].path, i);
 
-  // The metadata the comparison needs: S3 mtimes (x-amz-meta-mtime) and, with --checksum,
-  // local MD5s for files present on both sides with the same size.
-  std::vector<size_t> src_heads, dst_heads;
-  std::vector<std::pair<size_t, size_t>> same_size;  // (src index, dst index)
+  // The metadata the comparison needs, only for files the filters let through: exact mtimes
+  // where the listing's are approximate (S3), and with --checksum the MD5s a listing lacks
+  // for files present on both sides with the same size.
+  std::vector<size_t> src_mtimes, dst_mtimes, src_md5s, dst_md5s;
   for (size_t i = 0; i < src_list->size(); ++i) {
-    const auto& s = (*src_list)[i];
-    if (s.dir || !filt->included(s.path, false)) continue;
-    // An S3 source's mtime is needed to compare and to stamp the copy.
-    if (!src.local() && !opts.size_only) src_heads.push_back(i);
-    auto it = dst_index.find(s.path);
-    if (it == dst_index.end() || (*dst_list)[it->second].size != s.size) continue;
-    same_size.emplace_back(i, it->second);
-    if (!dst.local() && !opts.size_only && !opts.checksum) dst_heads.push_back(it->second);
-  }
-  if (!src_heads.empty()) {
-    if (auto r = read_s3_mtimes(src, *src_list, src_heads, opts.transfers * 2); !r) {
-      auto e = r.error();
-      e.message = "reading object metadata of the source: " + e.message;
-      return e;
+    const auto& e = (*src_list)[i];
+    if (e.dir || !filt->included(e.path, false)) continue;
+    // A source's mtime is needed to compare and to stamp the copy.
+    if (src.listing_mtime_approximate() && !opts.size_only) src_mtimes.push_back(i);
+    auto it = dst_index.find(e.path);
+    if (it == dst_index.end() || (*dst_list)[it->second].size != e.size) continue;
+    if (dst.listing_mtime_approximate() && !opts.size_only && !opts.checksum)
+      dst_mtimes.push_back(it->second);
+    if (opts.checksum) {
+      if (!e.md5) src_md5s.push_back(i);
+      if (!(*dst_list)[it->second].md5) dst_md5s.push_back(it->second);
     }
   }
-  if (!dst_heads.empty()) {
-    if (auto r = read_s3_mtimes(dst, *dst_list, dst_heads, opts.transfers * 2); !r) {
-      auto e = r.error();
-      e.message = "reading object metadata of the destination: " + e.message;
-      return e;
-    }
-  }
-  if (opts.checksum) {
-    std::mutex mu;
-    std::optional<error> first;
-    parallel_for(same_size.size(), opts.transfers, [&](size_t k) {
-      auto [si, di] = same_size[k];
-      for (auto [list, s, idx] :
-           {std::tuple{&*src_list, &src, si}, std::tuple{&*dst_list, &dst, di}}) {
-        entry& e = (*list)[idx];
-        if (!s->local() || e.md5) continue;
-        auto md5 = md5_of_file(s->local_path(e.path), e.size);
-        if (!md5) {
-          std::lock_guard lock(mu);
-          if (!first) first = md5.error();
-          return;
-        }
-        e.md5 = *md5;
-      }
-    });
-    if (first) return *first;
-  }
+  const int checkers = std::max(1, opts.checkers);
+  if (auto r = for_each_entry(*src_list, src_mtimes, checkers,
+                              [&](entry& e) { return src.read_mtime(e); });
+      !r)
+    return with_context(r.error(), "reading object metadata of the source");
+  if (auto r = for_each_entry(*dst_list, dst_mtimes, checkers,
+                              [&](entry& e) { return dst.read_mtime(e); });
+      !r)
+    return with_context(r.error(), "reading object metadata of the destination");
+  if (auto r = for_each_entry(*src_list, src_md5s, checkers,
+                              [&](entry& e) { return src.compute_md5(e); });
+      !r)
+    return with_context(r.error(), "checksumming the source");
+  if (auto r = for_each_entry(*dst_list, dst_md5s, checkers,
+                              [&](entry& e) { return dst.compute_md5(e); });
+      !r)
+    return with_context(r.error(), "checksumming the destination");
 
   plan_options po;
   po.m = opts.m;
@@ -379,13 +211,9 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
   po.max_delete = opts.max_delete;
   po.dry_run = opts.dry_run;
   po.rules = &*filt;
-  po.modify_window = src.local() && dst.local() ? std::chrono::nanoseconds(1)
-                                                : std::chrono::nanoseconds(std::chrono::seconds(1));
+  po.modify_window = std::max(src.precision(), dst.precision());
   auto p = make_plan(*src_list, *dst_list, po);
   if (!p) return p.error();
-
-  for (const auto& e : *src_list)
-    if (!e.dir) src.by_path.emplace(e.path, e);
 
   // Safety valves before anything is deleted.
   if (opts.m == mode::sync && (!p->deletes.empty() || !p->rmdirs.empty()) && !forced) {
@@ -395,7 +223,7 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
     for (const auto& e : *dst_list)
       if (!e.dir && filt->included(e.path, false)) ++dst_files;
     if (auto r = check_not_emptying(src_files, dst_files, dir); !r) {
-      if (!src.local() || !dst_local) return r.error();
+      if (!src.is_local() || !dst_local) return r.error();
       // Local to local: safety.hpp's wording speaks of a remote; say "source" instead.
       return make_error(errc::invalid_argument,
                         "the source directory is empty: syncing would delete all " +
@@ -410,15 +238,31 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
     }
   }
 
+  // Source entries by path, for the copies (pointers into src_list, which stays put).
+  std::unordered_map<std::string_view, const entry*> src_by_path;
+  src_by_path.reserve(p->copies.size() + p->set_modtimes.size());
+  {
+    std::unordered_map<std::string_view, bool> wanted;
+    for (const auto& a : p->copies)
+      wanted.emplace(a.path, true);
+    for (const auto& a : p->set_modtimes)
+      wanted.emplace(a.path, true);
+    for (const auto& e : *src_list)
+      if (!e.dir && wanted.count(e.path) != 0) src_by_path.emplace(e.path, &e);
+  }
+
   result.unchanged = p->unchanged;
-  // S3 cannot change an object's mtime in place: such files are uploaded again.
+  // A backend that cannot change an mtime in place (S3) gets such files uploaded again.
   std::vector<action> copies = p->copies;
   std::vector<action> set_mtimes;
-  if (dst_local) {
+  if (dst.can_set_mtime()) {
     set_mtimes = p->set_modtimes;
   } else {
     copies.insert(copies.end(), p->set_modtimes.begin(), p->set_modtimes.end());
   }
+  stats.files_total = copies.size();
+  for (const auto& a : copies)
+    stats.bytes_total += a.size;
 
   if (opts.dry_run) {
     for (const auto& w : p->warnings)
@@ -442,6 +286,7 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
     result.deleted = opts.m == mode::sync ? p->deletes.size() : 0;
     result.nothing_to_do = p->nothing_to_do();
     result.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    stats.phase = 4;
     std::fflush(opts.out);
     return result;
   }
@@ -452,62 +297,112 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
   auto fail = [&](const std::string& what, const error& e) {
     std::lock_guard lock(mu);
     ++result.failed;
+    ++stats.errors;
     result.errors.push_back(what + ": " + e.to_string());
   };
-  if (dst_local) {
-    for (const auto& d : p->mkdirs) {
-      if (auto r = local_fs::make_dirs(dst.local_path(d)); !r) fail("mkdir " + d, r.error());
-    }
+  for (const auto& d : p->mkdirs) {
+    if (auto r = dst.make_dir(d); !r) fail("mkdir " + d, r.error());
   }
-  runner run(src, dst, opts);
+
+  std::unique_ptr<token_bucket> bw;
+  if (opts.bwlimit > 0) bw = std::make_unique<token_bucket>(static_cast<double>(opts.bwlimit));
+  const meter m{bw.get(), &stats};
+  const bool local_to_local = src.is_local() && dst.is_local();
+
+  // --max-transfer (cautious): a file starts only when its whole size fits in the budget;
+  // once one does not, no further file starts.
+  std::atomic<uint64_t> budget_used{0};
+  std::atomic<bool> budget_hit{false};
+  auto admit = [&](uint64_t size) {
+    if (opts.max_transfer == 0) return true;
+    if (budget_hit) return false;
+    uint64_t used = budget_used.load();
+    do {
+      if (used + size > opts.max_transfer) {
+        budget_hit = true;
+        return false;
+      }
+    } while (!budget_used.compare_exchange_weak(used, used + size));
+    return true;
+  };
+
+  stats.phase = 2;
   std::atomic<uint64_t> bytes{0};
-  std::atomic<size_t> copied{0};
+  std::atomic<size_t> copied{0}, skipped{0};
   parallel_for(copies.size(), opts.transfers, [&](size_t i) {
-    auto r = run.copy(copies[i]);
-    if (!r) {
-      fail("copy " + copies[i].path, r.error());
+    const action& a = copies[i];
+    const entry& se = *src_by_path.at(a.path);
+    if (!admit(se.size)) {
+      ++skipped;
       return;
     }
-    bytes += *r;
+    expected<void> r;
+    if (local_to_local) {
+      auto n =
+          local_fs::copy_file(src.local_path(a.path), dst.local_path(a.path), se.mtime, se.size, m);
+      if (!n) r = n.error();
+    } else {
+      auto in = src.open(se);
+      if (!in) {
+        r = in.error();
+      } else {
+        metered_reader mr(**in, m);
+        r = dst.write(se, mr);
+      }
+    }
+    if (!r) {
+      fail("copy " + a.path, r.error());
+      return;
+    }
+    bytes += se.size;
     ++copied;
+    ++stats.files_done;
     if (opts.verbose) {
       std::lock_guard lock(mu);
-      std::fprintf(opts.out, "copied %s (%s)\n", copies[i].path.c_str(), copies[i].reason.c_str());
+      std::fprintf(opts.out, "copied %s (%s)\n", a.path.c_str(), a.reason.c_str());
     }
   });
   for (const auto& a : set_mtimes) {
-    if (auto r = local_fs::set_mtime(dst.local_path(a.path), src.by_path.at(a.path).mtime); !r)
+    if (auto r = dst.set_mtime(a.path, src_by_path.at(a.path)->mtime); !r)
       fail("set mtime " + a.path, r.error());
   }
   result.copied = copied;
   result.bytes = bytes;
+  result.skipped = skipped;
+  result.max_transfer_reached = skipped > 0;
+
+  // Durable before anything is deleted.
+  if (result.copied > 0 || !set_mtimes.empty()) {
+    if (auto r = dst.flush(); !r) fail("flush " + dst.where(), r.error());
+  }
 
   if (opts.m == mode::sync && (!p->deletes.empty() || !p->rmdirs.empty())) {
-    if (result.failed > 0) {
+    if (result.failed > 0 || result.max_transfer_reached) {
       result.deletes_skipped = true;
     } else {
+      stats.phase = 3;
       std::atomic<size_t> deleted{0};
       parallel_for(p->deletes.size(), opts.transfers, [&](size_t i) {
-        if (auto r = run.remove(p->deletes[i]); !r) {
+        if (auto r = dst.remove(p->deletes[i]); !r) {
           fail("delete " + p->deletes[i], r.error());
           return;
         }
         ++deleted;
+        ++stats.deletes_done;
         if (opts.verbose) {
           std::lock_guard lock(mu);
           std::fprintf(opts.out, "deleted %s\n", p->deletes[i].c_str());
         }
       });
       result.deleted = deleted;
-      if (dst_local) {
-        for (const auto& d : p->rmdirs) {
-          if (auto r = local_fs::remove_dir(dst.local_path(d)); !r) fail("rmdir " + d, r.error());
-        }
+      for (const auto& d : p->rmdirs) {
+        if (auto r = dst.remove_dir(d); !r) fail("rmdir " + d, r.error());
       }
     }
   }
   result.nothing_to_do = p->nothing_to_do();
   result.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+  stats.phase = 4;
   std::fflush(opts.out);
   return result;
 }

@@ -1,19 +1,19 @@
 // The native engine behind `tidesync sync` and `tidesync copy`: list both sides, plan
 // (plan.hpp), apply the safety valves (safety.hpp), copy with up to `transfers` files in
-// flight, then — sync only, and only when every copy succeeded — delete.
+// flight, flush the destination, then — sync only, and only when every copy succeeded —
+// delete.
 //
-// Backends in this slice: local directories and S3 (local->local, local->s3, s3->local,
-// s3->s3 through memory). S3 requests all run on one http::loop; `transfers` worker threads
-// drive them with the client's blocking helpers (and do local copies), so at most
-// `transfers` files move at once.
+// Backends (backend.hpp): local directories and S3. A file moves as a `reader` opened on the
+// source backend and handed to the destination's `write`; local to local uses the kernel's
+// copy_file_range. HTTP requests of every transfer share the one http::loop (curl multi).
 //
 // Modification times (rclone-compatible): an upload stores the source mtime as
-// `x-amz-meta-mtime` (seconds since the epoch with a fraction, rclone's format). When an S3
-// listing meets a source file of the same size, the object's metadata is read (HEAD) for that
-// mtime, as rclone does; without it the listing's LastModified stands in. The modify window
-// is 1 s whenever S3 is involved, 1 ns local to local.
+// `x-amz-meta-mtime`. When an S3 listing meets a source file of the same size, the object's
+// metadata is read (HEAD, `checkers` at a time) for that mtime, as rclone does. The modify
+// window is the coarser precision of the two backends.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -25,6 +25,14 @@
 
 namespace tidesync::transfer {
 
+// Live counters, updated while the engine runs (read them from another thread for progress).
+struct engine_stats {
+  std::atomic<int> phase{0};  // 0 listing, 1 checking, 2 transferring, 3 deleting, 4 done
+  std::atomic<uint64_t> bytes_done{0}, bytes_total{0};
+  std::atomic<size_t> files_done{0}, files_total{0};
+  std::atomic<size_t> deletes_done{0}, errors{0};
+};
+
 struct engine_options {
   mode m = mode::sync;
   bool dry_run = false;
@@ -33,13 +41,21 @@ struct engine_options {
   uint64_t max_delete = UINT64_MAX;
   std::vector<std::string> includes, excludes;
   int transfers = 4;
+  int checkers = 8;  // parallel metadata reads (HEAD) and checksums
+  // Bytes per second for all transfers together (0: unlimited).
+  uint64_t bwlimit = 0;
+  // Stop starting transfers that would take the bytes copied past this (0: unlimited):
+  // rclone's --max-transfer with --cutoff-mode=cautious. Deletes are skipped then.
+  uint64_t max_transfer = 0;
+  engine_stats* stats = nullptr;
   bool verbose = false;
   // The safety valves' overrides (safety.hpp): deletes into a local / remote destination.
   bool force_delete_local_dir = false;
   bool force_delete_remote_dir = false;
   // Objects larger than this are uploaded in parts of `part_size`.
-  uint64_t multipart_threshold = 64ull << 20;
-  uint64_t part_size = 16ull << 20;
+  uint64_t multipart_threshold = 16ull << 20;
+  uint64_t part_size = 8ull << 20;
+  int part_concurrency = 4;  // parts (or ranges) in flight per large file
   // Where the plan (dry run) and -v lines go.
   std::FILE* out = stdout;
 };
@@ -51,7 +67,9 @@ struct engine_result {
   size_t unchanged = 0;
   size_t failed = 0;  // copies (or set-mtimes) that failed; nothing was deleted then
   bool deletes_skipped = false;
-  std::vector<std::string> errors;  // one line per failure
+  bool max_transfer_reached = false;  // files were left for the next run
+  size_t skipped = 0;                 // files not started because of max_transfer
+  std::vector<std::string> errors;    // one line per failure
   double seconds = 0;
   bool nothing_to_do = false;
 };

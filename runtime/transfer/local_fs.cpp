@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <random>
 
 namespace tidesync::transfer::local_fs {
@@ -184,7 +186,6 @@ expected<void> writer::write(std::string_view data) {
 }
 
 expected<void> writer::commit(std::chrono::system_clock::time_point mtime) {
-  if (::fsync(fd_) != 0) return io_error("cannot fsync", tmp_);
   struct timespec times[2] = {to_timespec(mtime), to_timespec(mtime)};
   if (::futimens(fd_, times) != 0) return io_error("cannot set the mtime of", tmp_);
   if (::close(fd_) != 0) {
@@ -205,34 +206,102 @@ void writer::abort() {
 }
 
 expected<uint64_t> copy_file(const std::string& src, const std::string& dst,
-                             std::chrono::system_clock::time_point mtime) {
+                             std::chrono::system_clock::time_point mtime, uint64_t expected_size,
+                             const std::function<expected<void>(uint64_t)>& gate) {
   int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return io_error("cannot open", src);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_in{in};
   writer w;
-  if (auto r = w.open(dst); !r) {
-    ::close(in);
-    return r.error();
-  }
-  std::string buf(1 << 20, '\0');
+  if (auto r = w.open(dst); !r) return r.error();
+  constexpr uint64_t chunk = 8ull << 20;
   uint64_t total = 0;
+  bool kernel_copy = true;
+  std::string buf;
   for (;;) {
-    ssize_t n = ::read(in, buf.data(), buf.size());
+    ssize_t n = -1;
+    if (kernel_copy) {
+      n = ::copy_file_range(in, nullptr, w.fd(), nullptr, chunk, 0);
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                    errno == EBADF)) {
+        kernel_copy = false;  // another file system or an old kernel: plain read/write
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return io_error("cannot copy", src);
+    } else {
+      if (buf.empty())
+        buf.resize(std::min<uint64_t>(std::max<uint64_t>(expected_size, 1), 1u << 20));
+      n = ::read(in, buf.data(), buf.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error("cannot read", src);
+      }
+      if (n > 0) {
+        if (auto r = w.write({buf.data(), static_cast<size_t>(n)}); !r) return r.error();
+      }
+    }
+    if (n == 0) break;
+    total += static_cast<uint64_t>(n);
+    if (gate) {
+      if (auto r = gate(static_cast<uint64_t>(n)); !r) return r.error();
+    }
+  }
+  if (total != expected_size) {
+    errno = 0;
+    return make_error(errc::io_error, "\"" + src + "\" changed size while being copied (" +
+                                          std::to_string(expected_size) + " bytes listed, " +
+                                          std::to_string(total) +
+                                          " read); the next run copies it again");
+  }
+  if (auto r = w.commit(mtime); !r) return r.error();
+  return total;
+}
+
+expected<std::string> md5_hex(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open", path);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr);
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      auto e = io_error("cannot read", src);
-      ::close(in);
+      auto e = io_error("cannot read", path);
+      ::close(fd);
       return e;
     }
     if (n == 0) break;
-    if (auto r = w.write({buf.data(), static_cast<size_t>(n)}); !r) {
-      ::close(in);
-      return r.error();
-    }
-    total += static_cast<uint64_t>(n);
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
   }
-  ::close(in);
-  if (auto r = w.commit(mtime); !r) return r.error();
-  return total;
+  ::close(fd);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+expected<void> sync_filesystem(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return {};
+    return io_error("cannot open directory", path);
+  }
+  const int rc = ::syncfs(fd);
+  const int saved = errno;
+  ::close(fd);
+  errno = saved;
+  if (rc != 0) return io_error("cannot flush the file system of", path);
+  return {};
 }
 
 expected<void> set_mtime(const std::string& path, std::chrono::system_clock::time_point mtime) {

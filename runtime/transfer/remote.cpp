@@ -136,6 +136,7 @@ expected<location> parse_location(std::string_view text, const env_lookup& env) 
     while (!loc.s3.endpoint.empty() && loc.s3.endpoint.back() == '/')
       loc.s3.endpoint.pop_back();
   }
+  if (auto acl = get("ACL"); acl && !acl->empty()) loc.s3.acl = *acl;
   // rclone's default is path style (force_path_style = true).
   if (auto ps = get("FORCE_PATH_STYLE"); ps && !ps->empty()) {
     const auto v = lower(*ps);

@@ -1,7 +1,7 @@
 // Where a sync reads or writes: a local directory, or an S3 remote written as rclone writes
 // it, `NAME:bucket/prefix`, with NAME configured by rclone's environment convention
 // (RCLONE_CONFIG_<NAME>_TYPE=s3, _PROVIDER, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _ENDPOINT,
-// _REGION, _FORCE_PATH_STYLE; NAME upper-cased and '-' turned into '_', as rclone does), so
+// _REGION, _FORCE_PATH_STYLE, _ACL; NAME upper-cased and '-' turned into '_', as rclone does), so
 // the same Secret configures both engines.
 //
 // A text is a remote when it has a ':' before any '/': "/data/a:b" and "./x:y" are local.

@@ -431,6 +431,7 @@ void s3_client::put(std::string bucket, std::string key, std::string body, s3_me
   auto c = make_call(config_, "PUT", "PUT", std::move(bucket), std::move(key));
   c->body = std::move(body);
   add_metadata(c->headers, metadata);
+  if (!config_.acl.empty()) c->headers.emplace_back("x-amz-acl", config_.acl);
   c->on_done = [c_raw = c.get(), cb = std::move(cb)](expected<http::response> res) {
     const auto& c = *c_raw;
     if (!res) return cb(transport_error(c.op, c.bucket, c.key, res.error(), c.attempt));
@@ -459,6 +460,7 @@ void s3_client::create_multipart(std::string bucket, std::string key, s3_metadat
   auto c = make_call(config_, "CreateMultipartUpload", "POST", std::move(bucket), std::move(key));
   c->query = {{"uploads", ""}};
   add_metadata(c->headers, metadata);
+  if (!config_.acl.empty()) c->headers.emplace_back("x-amz-acl", config_.acl);
   c->on_done = [c_raw = c.get(), cb = std::move(cb)](expected<http::response> res) {
     const auto& c = *c_raw;
     if (!res) return cb(transport_error(c.op, c.bucket, c.key, res.error(), c.attempt));

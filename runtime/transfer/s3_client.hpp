@@ -45,6 +45,8 @@ struct s3_config {
   std::string session_token;  // sent as x-amz-security-token when set
   // true: http://host/bucket/key; false: http://bucket.host/key (virtual-hosted style).
   bool path_style = true;
+  // Canned ACL for new objects (x-amz-acl: private, public-read, ...); empty: the bucket's.
+  std::string acl;
   std::shared_ptr<const http::tls_options> tls;
 
   // Attempts per request, the first included (1: no retry).

@@ -254,9 +254,9 @@ TEST_F(sync_cli_s3_test, local_to_s3_to_local_round_trip_with_multipart_and_dele
       ++n;
     return n;
   };
-  EXPECT_TRUE(tidesync::test::eventually([&] { return parts_logged() >= 5; }, 5s))
-      << "a 70 MiB file goes up in 5 parts of 16 MiB; s3rver logged " << parts_logged();
-  EXPECT_EQ(parts_logged(), 5u);
+  EXPECT_TRUE(tidesync::test::eventually([&] { return parts_logged() >= 9; }, 5s))
+      << "a 70 MiB file goes up in 9 parts of 8 MiB; s3rver logged " << parts_logged();
+  EXPECT_EQ(parts_logged(), 9u);
   EXPECT_FALSE(head->metadata["mtime"].empty()) << "x-amz-meta-mtime is set";
 
   auto again = tide({"sync", src_.string(), remote}, env());
