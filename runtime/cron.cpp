@@ -73,6 +73,7 @@ constexpr std::array<const char*, 12> k_month_names = {"JAN", "FEB", "MAR", "APR
 constexpr std::array<const char*, 12> k_day_names = {
     "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", nullptr, nullptr, nullptr, nullptr, nullptr};
 
+const field_def k_second{"second", 0, 59, "0-59"};
 const field_def k_minute{"minute", 0, 59, "0-59"};
 const field_def k_hour{"hour", 0, 23, "0-23"};
 const field_def k_dom{"day-of-month", 1, 31, "1-31", nullptr, true};
@@ -283,7 +284,7 @@ expected<seconds> parse_go_duration(std::string_view text) {
 struct civil {
   int y;
   unsigned m, d;
-  int64_t hour, minute;
+  int64_t hour, minute, second;
   int64_t days;  // since the epoch
 };
 
@@ -291,9 +292,13 @@ civil breakdown(int64_t wall) {
   int64_t dn = floor_div(wall, k_day);
   int64_t sod = wall - dn * k_day;
   std::chrono::year_month_day ymd{std::chrono::sys_days(std::chrono::days(dn))};
-  return {static_cast<int>(ymd.year()),     static_cast<unsigned>(ymd.month()),
-          static_cast<unsigned>(ymd.day()), static_cast<int>(sod / 3600),
-          static_cast<int>(sod / 60 % 60),  dn};
+  return {static_cast<int>(ymd.year()),
+          static_cast<unsigned>(ymd.month()),
+          static_cast<unsigned>(ymd.day()),
+          static_cast<int>(sod / 3600),
+          static_cast<int>(sod / 60 % 60),
+          static_cast<int>(sod % 60),
+          dn};
 }
 
 int64_t days_from_civil(int y, unsigned m, unsigned d) {
@@ -329,11 +334,16 @@ int64_t floor_seconds(time_point t) {
 
 class parser {
  public:
-  static expected<schedule> parse(std::string_view spec) {
+  static expected<schedule> parse(std::string_view spec, parse_options opts) {
     schedule s;
     std::string_view rest = trim(spec);
     s.spec_ = std::string(rest);
     if (rest.empty()) {
+      if (opts.allow_seconds) {
+        return invalid(
+            "cron schedule is empty: write 5 or 6 fields ([second] minute hour day-of-month "
+            "month day-of-week) such as \"0 30 * * * *\", or a macro such as \"@every 1m\"");
+      }
       return invalid(
           "cron schedule is empty: write 5 fields (minute hour day-of-month month "
           "day-of-week) such as \"0 3 * * *\", or a macro such as \"@daily\"");
@@ -370,20 +380,37 @@ class parser {
     }
     auto fields = split_blanks(rest);
     if (fields[0].front() == '@') return parse_macro(std::move(s), fields);
-    if (fields.size() != 5) {
+    const bool six = opts.allow_seconds && fields.size() == 6;
+    if (fields.size() != 5 && !six) {
       std::string m = "cron schedule \"" + std::string(rest) + "\" has " +
-                      std::to_string(fields.size()) + (fields.size() == 1 ? " field" : " fields") +
-                      ", expected 5 (minute hour day-of-month month day-of-week)";
-      if (fields.size() == 6 || fields.size() == 7) {
+                      std::to_string(fields.size()) + (fields.size() == 1 ? " field" : " fields");
+      if (opts.allow_seconds) {
+        m += ", expected 5 or 6 ([second] minute hour day-of-month month day-of-week)";
+        if (fields.size() == 7) m += "; a year field is not supported";
+        return invalid(m + ": write e.g. \"*/15 * * * * *\" or \"0 30 * * * *\"");
+      }
+      m += ", expected 5 (minute hour day-of-month month day-of-week)";
+      if (fields.size() == 6) {
+        // The likely cause is a robfig/cron or Quartz schedule pasted into a policy.
+        m += "; a seconds field is not allowed here (Kubernetes CronJob syntax has five fields)";
+      } else if (fields.size() == 7) {
         m += "; seconds and year fields are not supported";
       }
       return invalid(m + ": write e.g. \"*/15 * * * *\" or \"0 3 * * MON-FRI\"");
     }
-    return parse_fields(std::move(s), fields);
+    return parse_fields(std::move(s), std::move(fields));
   }
 
  private:
-  static expected<schedule> parse_fields(schedule s, const std::vector<std::string_view>& f) {
+  // Five fields, or six with a leading second field.
+  static expected<schedule> parse_fields(schedule s, std::vector<std::string_view> f) {
+    if (f.size() == 6) {
+      auto sec = field_parser(k_second, f[0]).parse();
+      if (!sec) return sec.error();
+      s.seconds_ = sec->bits;
+      s.seconds_field_ = true;
+      f.erase(f.begin());
+    }
     auto mi = field_parser(k_minute, f[0]).parse();
     if (!mi) return mi.error();
     auto h = field_parser(k_hour, f[1]).parse();
@@ -440,8 +467,8 @@ class parser {
   }
 };
 
-expected<schedule> schedule::parse(std::string_view spec) {
-  return parser::parse(spec);
+expected<schedule> schedule::parse(std::string_view spec, parse_options opts) {
+  return parser::parse(spec, opts);
 }
 
 schedule schedule::with_anchor(time_point anchor) const {
@@ -467,12 +494,11 @@ struct search {
   bool matches(int64_t wall) const {
     civil c = breakdown(wall);
     return ((s.months_ >> c.m) & 1u) && day_matches(c) && ((s.hours_ >> c.hour) & 1u) &&
-           ((s.minutes_ >> c.minute) & 1u);
+           ((s.minutes_ >> c.minute) & 1u) && ((s.seconds_ >> c.second) & 1u);
   }
 
-  // First matching wall minute in [from, end), skipping whole months, days and hours.
+  // First matching wall second in [from, end), skipping whole months, days, hours and minutes.
   std::optional<int64_t> next_wall(int64_t from, int64_t end) const {
-    from = -floor_div(-from, 60) * 60;  // round up to a minute
     while (from < end) {
       civil c = breakdown(from);
       if (!((s.months_ >> c.m) & 1u)) {
@@ -499,14 +525,19 @@ struct search {
         from = c.days * k_day + c.hour * 3600 + (mi < 0 ? 3600 : mi * 60);
         continue;
       }
+      if (!((s.seconds_ >> c.second) & 1u)) {
+        int64_t se = next_bit(s.seconds_, static_cast<int>(c.second) + 1);
+        from = c.days * k_day + c.hour * 3600 + c.minute * 60 + (se < 0 ? 60 : se);
+        continue;
+      }
       return from;
     }
     return std::nullopt;
   }
 
-  // Last matching wall minute in [begin, from].
+  // Last matching wall second in [begin, from]. Jumps land on the last second of the span
+  // before the one that did not match.
   std::optional<int64_t> prev_wall(int64_t from, int64_t begin) const {
-    from = floor_div(from, 60) * 60;
     while (from >= begin) {
       civil c = breakdown(from);
       if (!((s.months_ >> c.m) & 1u)) {
@@ -516,24 +547,29 @@ struct search {
           --y;
           m = prev_bit(s.months_, 12);
         }
-        // Last minute of month m: one minute before the first day of the month after it.
+        // Last second of month m: one second before the first day of the month after it.
         int ny = m == 12 ? y + 1 : y;
         unsigned nm = m == 12 ? 1u : static_cast<unsigned>(m + 1);
-        from = days_from_civil(ny, nm, 1) * k_day - 60;
+        from = days_from_civil(ny, nm, 1) * k_day - 1;
         continue;
       }
       if (!day_matches(c)) {
-        from = c.days * k_day - 60;
+        from = c.days * k_day - 1;
         continue;
       }
       if (!((s.hours_ >> c.hour) & 1u)) {
         int64_t h = prev_bit(s.hours_, static_cast<int>(c.hour) - 1);
-        from = h < 0 ? c.days * k_day - 60 : c.days * k_day + h * 3600 + int64_t{59} * 60;
+        from = h < 0 ? c.days * k_day - 1 : c.days * k_day + h * 3600 + 3599;
         continue;
       }
       if (!((s.minutes_ >> c.minute) & 1u)) {
         int64_t mi = prev_bit(s.minutes_, static_cast<int>(c.minute) - 1);
-        from = c.days * k_day + c.hour * 3600 + (mi < 0 ? -60 : mi * 60);
+        from = c.days * k_day + c.hour * 3600 + (mi < 0 ? -1 : mi * 60 + 59);
+        continue;
+      }
+      if (!((s.seconds_ >> c.second) & 1u)) {
+        int64_t se = prev_bit(s.seconds_, static_cast<int>(c.second) - 1);
+        from = c.days * k_day + c.hour * 3600 + c.minute * 60 + (se < 0 ? -1 : se);
         continue;
       }
       return from;

@@ -19,12 +19,20 @@ namespace tidesync::cron {
 
 using time_point = std::chrono::system_clock::time_point;
 
+struct parse_options {
+  // Also accept six fields, "second minute hour day-of-month month day-of-week", as robfig/cron's
+  // WithSeconds() parser does (`tidesync sync --schedule`). Off for Kubernetes-facing schedules
+  // (BucketSyncPolicy, CronJob semantics), which have exactly five fields.
+  bool allow_seconds = false;
+};
+
 class schedule {
  public:
-  // Parses "minute hour day-of-month month day-of-week", a macro (@daily, ...), or
-  // "@every <Go duration>", optionally prefixed by "CRON_TZ=<zone> " or "TZ=<zone> ".
+  // Parses "minute hour day-of-month month day-of-week" (or, with allow_seconds, optionally a
+  // leading second field), a macro (@daily, ...), or "@every <Go duration>", optionally prefixed
+  // by "CRON_TZ=<zone> " or "TZ=<zone> ". Five fields and macros fire at second 0.
   // Errors (errc::invalid_argument) name the field, the allowed range and what to write.
-  static expected<schedule> parse(std::string_view spec);
+  static expected<schedule> parse(std::string_view spec, parse_options opts = {});
 
   // The text as given, without surrounding blanks.
   [[nodiscard]] const std::string& spec() const { return spec_; }
@@ -39,8 +47,11 @@ class schedule {
   [[nodiscard]] time_point anchor() const { return anchor_; }
   [[nodiscard]] schedule with_anchor(time_point anchor) const;
 
-  // True when the five fields match this local wall-clock minute (false for @every).
+  // True when the fields match this local wall-clock second (false for @every). Without a
+  // seconds field only second 0 of a matching minute matches.
   [[nodiscard]] bool matches(tz::local_seconds wall) const;
+  // True when the spec had a seconds field (six fields).
+  [[nodiscard]] bool has_seconds_field() const { return seconds_field_; }
   // True when the hour field allows every hour; such schedules keep firing through a repeated
   // (fall-back) hour, others fire once (see docs/cron.md).
   [[nodiscard]] bool every_hour() const { return hours_ == k_all_hours; }
@@ -54,6 +65,7 @@ class schedule {
   std::string time_zone_;
   std::chrono::seconds every_{0};
   time_point anchor_{};
+  uint64_t seconds_ = 1;  // bit s: second s (0-59); second 0 only without a seconds field
   uint64_t minutes_ = 0;  // bit m: minute m (0-59)
   uint32_t hours_ = 0;    // bit h: hour h (0-23)
   uint32_t days_ = 0;     // bit d: day of month d (1-31)
@@ -63,6 +75,7 @@ class schedule {
   // a day must match both fields; if both are restricted, either may match (Vixie cron).
   bool days_star_ = true;
   bool weekdays_star_ = true;
+  bool seconds_field_ = false;
 };
 
 // The first fire time strictly after `t`, in `zone`'s wall clock (ignored for @every).

@@ -12,7 +12,7 @@ packages=(g++ cmake ninja-build pkg-config git ca-certificates
   libcaf-dev libcurl4-openssl-dev libsimdjson-dev libyaml-cpp-dev libzstd-dev libarchive-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libcpp-httplib-dev libsodium-dev rclone openssl clang-format
-  openssh-client openssh-server)
+  openssh-client openssh-server python3)
 
 missing=()
 for p in "${packages[@]}"; do

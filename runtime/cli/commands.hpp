@@ -9,5 +9,7 @@ int run_simulate(int argc, char** argv);
 int run_controller(int argc, char** argv);
 int run_sync(int argc, char** argv);
 int run_copy(int argc, char** argv);
+int run_sync_to_remote(int argc, char** argv);
+int run_remote_to_local_sync(int argc, char** argv);
 
 }  // namespace tidesync::cli

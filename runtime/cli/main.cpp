@@ -20,6 +20,10 @@ constexpr command commands[] = {
      tidesync::cli::run_simulate},
     {"sync", "make DST equal to SRC (local or S3)", tidesync::cli::run_sync},
     {"copy", "copy new and changed files from SRC to DST", tidesync::cli::run_copy},
+    {"sync-to-remote", "make the REMOTE_* remote's BUCKET/PATH equal to a local directory",
+     tidesync::cli::run_sync_to_remote},
+    {"remote-to-local-sync", "make a local directory equal to the REMOTE_* remote's BUCKET/PATH",
+     tidesync::cli::run_remote_to_local_sync},
     {"version", "print the version", tidesync::cli::run_version},
 };
 

@@ -5,7 +5,9 @@
 // called from several worker threads at once and must be thread-safe; a backend that talks
 // HTTP drives its requests on the process's one http::loop.
 //
-// Backends: local directories (backend_local.cpp), S3 (backend_s3.cpp).
+// Backends: local directories (backend_local.cpp), S3 (backend_s3.cpp), HTTP(S) read-only
+// sources (backend_http.cpp), SFTP (backend_sftp.cpp), and rclone-crypt encryption over any
+// writable one (backend_crypt.cpp). make_backend (backend.cpp) picks one for a location.
 #pragma once
 
 #include <chrono>
@@ -100,6 +102,12 @@ expected<std::unique_ptr<backend>> make_backend(const location& loc, http::loop&
 std::unique_ptr<backend> make_local_backend(const location& loc);
 std::unique_ptr<backend> make_s3_backend(const location& loc, http::loop& loop,
                                          const backend_options& opts);
+std::unique_ptr<backend> make_http_backend(const location& loc, http::loop& loop,
+                                           const backend_options& opts);
+expected<std::unique_ptr<backend>> make_sftp_backend(const location& loc,
+                                                     const backend_options& opts);
+expected<std::unique_ptr<backend>> make_crypt_backend(const location& loc, http::loop& loop,
+                                                      const backend_options& opts);
 
 // rclone's X-Amz-Meta-Mtime text: seconds since the epoch with 9 fraction digits.
 std::string format_mtime(time_point t);

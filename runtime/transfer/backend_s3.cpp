@@ -374,15 +374,4 @@ std::unique_ptr<backend> make_s3_backend(const location& loc, http::loop& loop,
   return std::make_unique<s3_backend>(loc, loop, opts);
 }
 
-expected<std::unique_ptr<backend>> make_backend(const location& loc, http::loop& loop,
-                                                const backend_options& opts) {
-  switch (loc.kind) {
-    case location_kind::local:
-      return make_local_backend(loc);
-    case location_kind::s3:
-      return make_s3_backend(loc, loop, opts);
-  }
-  return make_error(errc::invalid_argument, "unsupported location \"" + loc.text + "\"");
-}
-
 }  // namespace tidesync::transfer

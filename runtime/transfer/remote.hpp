@@ -1,13 +1,22 @@
-// Where a sync reads or writes: a local directory, or an S3 remote written as rclone writes
-// it, `NAME:bucket/prefix`, with NAME configured by rclone's environment convention
-// (RCLONE_CONFIG_<NAME>_TYPE=s3, _PROVIDER, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _ENDPOINT,
-// _REGION, _FORCE_PATH_STYLE, _ACL; NAME upper-cased and '-' turned into '_', as rclone does), so
-// the same Secret configures both engines.
+// Where a sync reads or writes: a local directory, or a remote written as rclone writes it,
+// `NAME:path`, with NAME configured by rclone's environment convention
+// (RCLONE_CONFIG_<NAME>_<KEY>; NAME upper-cased and '-' turned into '_', as rclone does), so
+// the same Secret configures both engines. Types and their keys:
+//   s3     NAME:bucket/prefix; _PROVIDER, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _ENDPOINT,
+//          _REGION, _FORCE_PATH_STYLE, _ACL, _SESSION_TOKEN
+//   http   NAME:path (read-only); _URL, the base the path is appended to
+//   sftp   NAME:path (relative to the login directory, or absolute); _HOST, _PORT, _USER,
+//          _PASS (rclone-obscured), _KEY_FILE, _KNOWN_HOSTS_FILE
+//   crypt  NAME:path; _REMOTE (another remote, e.g. "s3remote:bucket/dir", or a local
+//          directory), _PASSWORD and _PASSWORD2 (rclone-obscured), _FILENAME_ENCRYPTION
+//          (standard, off), _DIRECTORY_NAME_ENCRYPTION (true, false)
+// A text starting with http:// or https:// is an HTTP source without configuration.
 //
 // A text is a remote when it has a ':' before any '/': "/data/a:b" and "./x:y" are local.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,7 +26,23 @@
 
 namespace tidesync::transfer {
 
-enum class location_kind { local, s3 };
+enum class location_kind { local, s3, http, sftp, crypt };
+
+struct sftp_config {
+  std::string host;
+  int port = 22;
+  std::string user;
+  std::string password;          // revealed (plain); empty: key or agent authentication
+  std::string key_file;          // private key (PEM / OpenSSH)
+  std::string known_hosts_file;  // empty: the host key is not checked
+};
+
+struct crypt_config {
+  std::string password;           // revealed
+  std::string salt;               // revealed password2; empty: rclone's default salt
+  bool encrypt_names = true;      // filename_encryption standard (false: off)
+  bool encrypt_dir_names = true;  // directory_name_encryption
+};
 
 struct location {
   location_kind kind = location_kind::local;
@@ -29,6 +54,13 @@ struct location {
   std::string bucket;
   std::string prefix;
   s3_config s3;  // endpoint, region, credentials, path style
+  // http: the URL of the root (a directory URL ends in '/').
+  std::string url;
+  // sftp: the server; `path` holds the remote directory ("" = the login directory).
+  sftp_config sftp;
+  // crypt: the wrapped location (local, s3, sftp) and the keys' inputs.
+  std::shared_ptr<const location> inner;
+  crypt_config crypt;
 };
 
 // Reads one environment variable; nullopt when unset. Tests pass their own map.

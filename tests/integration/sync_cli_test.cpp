@@ -191,6 +191,95 @@ TEST_F(sync_cli_test, unreachable_endpoint_fails_and_deletes_nothing) {
   EXPECT_TRUE(fs::exists(dst_ / "precious.txt"));
 }
 
+TEST_F(sync_cli_test, max_transfer_stops_cleanly_and_the_next_run_continues) {
+  for (int i = 0; i < 5; ++i)
+    write(src_ / ("f" + std::to_string(i)), payload(100 << 10, static_cast<uint32_t>(i)));
+  write(dst_ / "extra.txt", "only in the destination");
+  auto args = with_root_override({"sync", src_.string(), dst_.string(), "--max-transfer", "250K"});
+  auto r = tide(args);
+  EXPECT_EQ(r.status, 8) << r.output;
+  EXPECT_NE(r.output.find("--max-transfer reached: 3 file(s) left"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dst_ / "extra.txt")) << "no deletes while files are left";
+  size_t whole = 0;
+  for (const auto& [rel, content] : tree(dst_)) {
+    EXPECT_EQ(rel.find(".partial"), std::string::npos) << "no partial file is left: " << rel;
+    if (rel != "extra.txt") {
+      EXPECT_EQ(content, read(src_ / rel)) << rel;
+      ++whole;
+    }
+  }
+  EXPECT_EQ(whole, 2u) << "two 100 KiB files fit in 250 KiB";
+  auto second = tide(args);
+  EXPECT_EQ(second.status, 8) << second.output;
+  auto third = tide(args);
+  EXPECT_EQ(third.status, 0) << third.output;
+  EXPECT_EQ(tree(dst_), tree(src_)) << "the last run copied the rest and deleted extra.txt";
+}
+
+TEST_F(sync_cli_test, bwlimit_and_checkers_still_copy_everything) {
+  make_source();
+  auto r = tide({"sync", src_.string(), dst_.string(), "--bwlimit", "50M", "--checkers", "2",
+                 "--transfers", "2"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(tree(dst_), tree(src_));
+  auto bad = tide({"sync", src_.string(), dst_.string(), "--bwlimit", "fast"});
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("\"fast\" is not a size"), std::string::npos) << bad.output;
+}
+
+TEST_F(sync_cli_test, progress_is_json_lines_when_stderr_is_not_a_terminal) {
+  make_source();
+  auto r = tide({"sync", src_.string(), dst_.string(), "--stats", "1ms"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("{\"phase\":\"done\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"files\":5,\"files_total\":5"), std::string::npos) << r.output;
+  auto quiet = tide({"sync", src_.string(), (dir_ / "q").string(), "-q", "--stats", "1ms"});
+  ASSERT_EQ(quiet.status, 0) << quiet.output;
+  EXPECT_EQ(quiet.output.find("\"phase\""), std::string::npos) << quiet.output;
+}
+
+TEST_F(sync_cli_test, engine_rclone_runs_rclone_behind_the_same_safety_valves) {
+  if (run({"rclone", "version"}).status != 0) {
+    if (std::getenv("TIDESYNC_REQUIRE_PEERS") != nullptr) FAIL() << "rclone is missing";
+    GTEST_SKIP() << "rclone is missing";
+  }
+  make_source();
+  auto r = tide({"sync", "--engine=rclone", src_.string(), dst_.string()},
+                {{"RCLONE_CONFIG", "/dev/null"}});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(tree(dst_), tree(src_));
+  // An empty source would empty the destination: refused before rclone starts.
+  fs::remove_all(src_);
+  fs::create_directories(src_);
+  auto refused = tide({"sync", "--engine=rclone", src_.string(), dst_.string()},
+                      {{"RCLONE_CONFIG", "/dev/null"}});
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_NE(refused.output.find("rclone was not started"), std::string::npos) << refused.output;
+  EXPECT_TRUE(fs::exists(dst_ / "top.txt"));
+}
+
+TEST_F(sync_cli_test, schedule_runs_periodically_and_stops_on_sigterm) {
+  make_source();
+  tidesync::test::child c(
+      {k_binary, "sync", src_.string(), dst_.string(), "--schedule", "* * * * * *", "-q"});
+  auto first = c.read_until(
+      [](const std::string& l) { return l.find("copied 5 file(s)") != std::string::npos; }, 20s);
+  ASSERT_FALSE(first.empty()) << c.output();
+  write(src_ / "later.txt", "added between runs");
+  auto second = c.read_until(
+      [](const std::string& l) { return l.find("copied 1 file(s)") != std::string::npos; }, 20s);
+  ASSERT_FALSE(second.empty()) << "the next second's run picks up the new file\n" << c.output();
+  EXPECT_EQ(c.stop(), 0) << c.output();
+  c.read_until([](const std::string&) { return false; }, 5s);  // the rest, up to EOF
+  EXPECT_EQ(tree(dst_), tree(src_));
+  EXPECT_EQ(c.output().find("one last sync"), std::string::npos)
+      << "no last sync into a local destination\n"
+      << c.output();
+  auto bad = tide({"sync", src_.string(), dst_.string(), "--schedule", "61 * * * * *"});
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("second"), std::string::npos) << bad.output;
+}
+
 // --- against s3rver -----------------------------------------------------------------------
 
 class sync_cli_s3_test : public sync_cli_test {
@@ -293,6 +382,50 @@ TEST_F(sync_cli_s3_test, empty_local_source_refuses_to_empty_the_remote) {
   tidesync::http::loop loop;
   tidesync::transfer::s3_client s3(loop, config());
   EXPECT_TRUE(s3.head_sync(k_bucket, "guarded/one.txt"));
+}
+
+TEST_F(sync_cli_s3_test, seed_commands_with_remote_env_round_trip) {
+  make_source();
+  env_list env = {{"REMOTE_TYPE", "s3"},
+                  {"REMOTE_PROVIDER", "Minio"},
+                  {"REMOTE_ACCESS_KEY_ID", "S3RVER"},
+                  {"REMOTE_SECRET_ACCESS_KEY", "S3RVER"},
+                  {"REMOTE_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_)},
+                  {"REMOTE_ACL", "private"}};
+  auto up = tide({"sync-to-remote", "-s", src_.string(), "-d", k_bucket + "/seed dir"}, env);
+  ASSERT_EQ(up.status, 0) << up.output;
+  EXPECT_NE(up.output.find("copied 5 file(s)"), std::string::npos) << up.output;
+  auto down = tide(with_root_override({"remote-to-local-sync", "-v", "-s", k_bucket + "/seed dir",
+                                       "-d", dst_.string()}),
+                   env);
+  ASSERT_EQ(down.status, 0) << down.output;
+  EXPECT_EQ(tree(dst_), tree(src_));
+  auto usage = tide({"sync-to-remote", "-s", src_.string()}, env);
+  EXPECT_EQ(usage.status, 2) << usage.output;
+  EXPECT_NE(usage.output.find("want -s SOURCE and -d DESTINATION"), std::string::npos)
+      << usage.output;
+}
+
+TEST_F(sync_cli_s3_test, sigterm_runs_one_last_sync_to_the_remote) {
+  write(src_ / "one.txt", "1");
+  env_list vars = env();
+  vars.emplace_back("REMOTE_TYPE", "s3");
+  vars.emplace_back("REMOTE_ACCESS_KEY_ID", "S3RVER");
+  vars.emplace_back("REMOTE_SECRET_ACCESS_KEY", "S3RVER");
+  vars.emplace_back("REMOTE_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_));
+  // A schedule that does not fire during the test: only the last sync can upload.
+  tidesync::test::child c({k_binary, "sync-to-remote", "-s", src_.string(), "-d",
+                           k_bucket + "/last", "--schedule", "@every 1h", "-q"},
+                          vars);
+  auto waiting = c.read_until(
+      [](const std::string& l) { return l.find("next run at") != std::string::npos; }, 20s);
+  ASSERT_FALSE(waiting.empty()) << c.output();
+  EXPECT_EQ(c.stop(30s), 0) << c.output();
+  c.read_until([](const std::string&) { return false; }, 5s);  // the rest, up to EOF
+  EXPECT_NE(c.output().find("one last sync before exit"), std::string::npos) << c.output();
+  tidesync::http::loop loop;
+  tidesync::transfer::s3_client s3(loop, config());
+  EXPECT_TRUE(s3.head_sync(k_bucket, "last/one.txt")) << c.output();
 }
 
 }  // namespace

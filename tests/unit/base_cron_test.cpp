@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <random>
@@ -24,12 +25,21 @@ tp utc(int y, unsigned m, unsigned d, int h = 0, int mi = 0, int s = 0) {
   return tp(sys_days(year(y) / month(m) / day(d)) + hours(h) + minutes(mi) + seconds(s));
 }
 
-tidesync::tz::local_seconds wall(int y, unsigned m, unsigned d, int h = 0, int mi = 0) {
-  return local_days(year(y) / month(m) / day(d)) + hours(h) + minutes(mi);
+tidesync::tz::local_seconds wall(int y, unsigned m, unsigned d, int h = 0, int mi = 0, int s = 0) {
+  return local_days(year(y) / month(m) / day(d)) + hours(h) + minutes(mi) + seconds(s);
 }
+
+constexpr tidesync::cron::parse_options k_seconds{.allow_seconds = true};
 
 schedule must(const std::string& spec) {
   auto s = schedule::parse(spec);
+  EXPECT_TRUE(s.has_value()) << spec << ": " << (s ? "" : s.error().message);
+  return s ? *s : *schedule::parse("* * * * *");
+}
+
+// Parsed with the optional seconds field allowed (robfig/cron's WithSeconds()).
+schedule must_s(const std::string& spec) {
+  auto s = schedule::parse(spec, k_seconds);
   EXPECT_TRUE(s.has_value()) << spec << ": " << (s ? "" : s.error().message);
   return s ? *s : *schedule::parse("* * * * *");
 }
@@ -40,9 +50,8 @@ zone load(const std::string& name) {
   return z ? *z : zone::utc();
 }
 
-// The fires of `spec` strictly after `from`, `n` of them.
-std::vector<tp> fires(const std::string& spec, tp from, int n, const zone& z = zone::utc()) {
-  schedule s = must(spec);
+// The fires of `s` strictly after `from`, `n` of them.
+std::vector<tp> fires(const schedule& s, tp from, int n, const zone& z = zone::utc()) {
   std::vector<tp> out;
   for (int i = 0; i < n; ++i) {
     auto f = next_after(s, from, z);
@@ -53,8 +62,17 @@ std::vector<tp> fires(const std::string& spec, tp from, int n, const zone& z = z
   return out;
 }
 
-std::string parse_error(const std::string& spec) {
-  auto s = schedule::parse(spec);
+std::vector<tp> fires(const std::string& spec, tp from, int n, const zone& z = zone::utc()) {
+  return fires(must(spec), from, n, z);
+}
+
+// The same, for a spec parsed with a seconds field allowed.
+std::vector<tp> fires_s(const std::string& spec, tp from, int n, const zone& z = zone::utc()) {
+  return fires(must_s(spec), from, n, z);
+}
+
+std::string parse_error(const std::string& spec, tidesync::cron::parse_options opts = {}) {
+  auto s = schedule::parse(spec, opts);
   if (s) return "(accepted)";
   EXPECT_EQ(s.error().code, errc::invalid_argument);
   return s.error().message;
@@ -390,6 +408,11 @@ TEST(Cron, ParseErrorMessages) {
        "month day-of-week): write e.g. \"*/15 * * * *\" or \"0 3 * * MON-FRI\""},
       {"0 * * * * *",
        "cron schedule \"0 * * * * *\" has 6 fields, expected 5 (minute hour "
+       "day-of-month month day-of-week); a seconds field is not allowed here "
+       "(Kubernetes CronJob syntax has five fields): write e.g. \"*/15 * * * *\" or "
+       "\"0 3 * * MON-FRI\""},
+      {"0 0 * * * * 2024",
+       "cron schedule \"0 0 * * * * 2024\" has 7 fields, expected 5 (minute hour "
        "day-of-month month day-of-week); seconds and year fields are not "
        "supported: write e.g. \"*/15 * * * *\" or \"0 3 * * MON-FRI\""},
       {"daily",
@@ -517,4 +540,273 @@ TEST(CronDecide, LongDowntimeIsCheapAndCapped) {
   auto never = decide(must("0 0 30 2 *"), zone(), utc(2024, 1, 1), utc(2024, 6, 1), std::nullopt);
   EXPECT_FALSE(never.run_now);
   EXPECT_EQ(never.next, std::nullopt);
+}
+
+// ---- the optional seconds field (parse_options::allow_seconds) -----------------------------
+
+TEST(CronSeconds, ParseErrorMessages) {
+  struct {
+    const char* spec;
+    const char* message;
+  } cases[] = {
+      {"0 30 * * * *", "(accepted)"},
+      {"*/15 * * * *", "(accepted)"},
+      {"@every 1m", "(accepted)"},
+      {"@every 10s", "(accepted)"},
+      {"CRON_TZ=Europe/Berlin 0 30 * * * *", "(accepted)"},
+      {"61 * * * * *", "second field \"61\": must be 0-59"},
+      {"0,61 * * * * *", "second field \"0,61\": 61 must be 0-59"},
+      {"x * * * * *", "second field \"x\": is not a number: must be 0-59"},
+      {"*/0 * * * * *", "second field \"*/0\": has step 0: a step must be at least 1, e.g. */5"},
+      {"*/61 * * * * *",
+       "second field \"*/61\": has step 61, larger than the field's 60 values: use a single "
+       "value instead"},
+      {"50-10 * * * * *",
+       "second field \"50-10\": is a range that ends before it starts: ranges do not wrap, "
+       "write two items instead, e.g. 50-59,0-10"},
+      {"0 61 * * * *", "minute field \"61\": must be 0-59"},
+      {"0 0 24 * * *", "hour field \"24\": must be 0-23"},
+      {"CRON_TZ=Europe/Berlin 61 0 * * * *", "second field \"61\": must be 0-59"},
+      {"0 0 0 * * * 2024",
+       "cron schedule \"0 0 0 * * * 2024\" has 7 fields, expected 5 or 6 ([second] minute "
+       "hour day-of-month month day-of-week); a year field is not supported: write e.g. "
+       "\"*/15 * * * * *\" or \"0 30 * * * *\""},
+      {"* * * *",
+       "cron schedule \"* * * *\" has 4 fields, expected 5 or 6 ([second] minute hour "
+       "day-of-month month day-of-week): write e.g. \"*/15 * * * * *\" or \"0 30 * * * *\""},
+      {"",
+       "cron schedule is empty: write 5 or 6 fields ([second] minute hour day-of-month month "
+       "day-of-week) such as \"0 30 * * * *\", or a macro such as \"@every 1m\""},
+      {"@every 500ms",
+       "@every \"500ms\": must be at least 1s; write a Go duration such as 90s, 5m or 1h30m"},
+      {"@daily 3", "@daily takes no arguments: write \"@daily\" alone or use 5 fields"},
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(parse_error(c.spec, k_seconds), c.message) << c.spec;
+  // Without the option (BucketSyncPolicy, CronJob semantics) six fields stay an error.
+  EXPECT_EQ(parse_error("61 * * * * *"),
+            "cron schedule \"61 * * * * *\" has 6 fields, expected 5 (minute hour day-of-month "
+            "month day-of-week); a seconds field is not allowed here (Kubernetes CronJob syntax "
+            "has five fields): write e.g. \"*/15 * * * *\" or \"0 3 * * MON-FRI\"");
+  EXPECT_TRUE(must_s("0 30 * * * *").has_seconds_field());
+  EXPECT_FALSE(must_s("30 * * * *").has_seconds_field());
+  EXPECT_FALSE(must_s("@hourly").has_seconds_field());
+}
+
+TEST(CronSeconds, NextAfterStepsListsAndRanges) {
+  auto s = must_s("*/15 * * * * *");
+  EXPECT_EQ(next_after(s, utc(2024, 5, 1, 12, 0, 7), zone()), utc(2024, 5, 1, 12, 0, 15));
+  EXPECT_EQ(next_after(s, utc(2024, 5, 1, 12, 0, 15), zone()), utc(2024, 5, 1, 12, 0, 30));
+  EXPECT_EQ(next_after(s, utc(2024, 5, 1, 12, 0, 14) + milliseconds(999), zone()),
+            utc(2024, 5, 1, 12, 0, 15));
+  EXPECT_EQ(fires(s, utc(2024, 5, 1, 12, 0, 7), 4),
+            (std::vector<tp>{utc(2024, 5, 1, 12, 0, 15), utc(2024, 5, 1, 12, 0, 30),
+                             utc(2024, 5, 1, 12, 0, 45), utc(2024, 5, 1, 12, 1, 0)}));
+  EXPECT_EQ(fires_s("5/20 * * * * *", utc(2024, 5, 1, 12), 4),
+            (std::vector<tp>{utc(2024, 5, 1, 12, 0, 5), utc(2024, 5, 1, 12, 0, 25),
+                             utc(2024, 5, 1, 12, 0, 45), utc(2024, 5, 1, 12, 1, 5)}));
+  EXPECT_EQ(fires_s("5,10,50 * * * * *", utc(2024, 5, 1, 12, 0, 10), 3),
+            (std::vector<tp>{utc(2024, 5, 1, 12, 0, 50), utc(2024, 5, 1, 12, 1, 5),
+                             utc(2024, 5, 1, 12, 1, 10)}));
+  // Range, then hour rollover: minute 0 only.
+  EXPECT_EQ(fires_s("10-12 0 * * * *", utc(2024, 5, 1, 12, 0, 11), 3),
+            (std::vector<tp>{utc(2024, 5, 1, 12, 0, 12), utc(2024, 5, 1, 13, 0, 10),
+                             utc(2024, 5, 1, 13, 0, 11)}));
+  EXPECT_EQ(fires_s("0-30/10 15 9 * * MON", utc(2024, 9, 2, 9, 15, 25), 3),
+            (std::vector<tp>{utc(2024, 9, 2, 9, 15, 30), utc(2024, 9, 9, 9, 15, 0),
+                             utc(2024, 9, 9, 9, 15, 10)}));
+  // Minute, hour, day and year rollover.
+  EXPECT_EQ(next_after(must_s("*/20 * * * * *"), utc(2024, 5, 1, 12, 0, 45), zone()),
+            utc(2024, 5, 1, 12, 1, 0));
+  EXPECT_EQ(next_after(must_s("30 59 * * * *"), utc(2024, 5, 1, 12, 59, 31), zone()),
+            utc(2024, 5, 1, 13, 59, 30));
+  EXPECT_EQ(next_after(must_s("59 59 23 * * *"), utc(2024, 12, 31, 23, 59, 59), zone()),
+            utc(2025, 1, 1, 23, 59, 59));
+  // The seed's example: every hour at half past, second 0.
+  auto half = must_s("0 30 * * * *");
+  EXPECT_EQ(next_after(half, utc(2024, 5, 1, 12, 29, 59) + milliseconds(500), zone()),
+            utc(2024, 5, 1, 12, 30));
+  EXPECT_EQ(next_after(half, utc(2024, 5, 1, 12, 30), zone()), utc(2024, 5, 1, 13, 30));
+  EXPECT_EQ(next_after(half, utc(2024, 5, 1, 12, 30, 1), zone()), utc(2024, 5, 1, 13, 30));
+  // matches() looks at the second.
+  EXPECT_TRUE(must_s("*/15 30 * * * *").matches(wall(2024, 1, 1, 3, 30, 15)));
+  EXPECT_FALSE(must_s("*/15 30 * * * *").matches(wall(2024, 1, 1, 3, 30, 16)));
+  EXPECT_TRUE(must("30 * * * *").matches(wall(2024, 1, 1, 3, 30, 0)));
+  EXPECT_FALSE(must("30 * * * *").matches(wall(2024, 1, 1, 3, 30, 5)));
+}
+
+TEST(CronSeconds, LastAtOrBefore) {
+  auto s = must_s("*/15 * * * * *");
+  EXPECT_EQ(last_at_or_before(s, utc(2024, 5, 1, 12, 0, 7), zone()), utc(2024, 5, 1, 12, 0, 0));
+  EXPECT_EQ(last_at_or_before(s, utc(2024, 5, 1, 12, 0, 15), zone()), utc(2024, 5, 1, 12, 0, 15));
+  EXPECT_EQ(last_at_or_before(s, utc(2024, 5, 1, 12, 0, 14) + milliseconds(999), zone()),
+            utc(2024, 5, 1, 12, 0, 0));
+  EXPECT_EQ(last_at_or_before(s, utc(2024, 5, 1, 12, 0, 0) - milliseconds(1), zone()),
+            utc(2024, 5, 1, 11, 59, 45));
+  EXPECT_EQ(last_at_or_before(must_s("10-12 0 * * * *"), utc(2024, 5, 1, 12, 30), zone()),
+            utc(2024, 5, 1, 12, 0, 12));
+  EXPECT_EQ(last_at_or_before(must_s("10-12 0 * * * *"), utc(2024, 5, 1, 12, 0, 9), zone()),
+            utc(2024, 5, 1, 11, 0, 12));
+  EXPECT_EQ(last_at_or_before(must_s("0 30 * * * *"), utc(2024, 5, 1, 12, 29, 59), zone()),
+            utc(2024, 5, 1, 11, 30));
+  EXPECT_EQ(last_at_or_before(must_s("5 0 0 1 1 *"), utc(2024, 1, 1, 0, 0, 4), zone()),
+            utc(2023, 1, 1, 0, 0, 5));
+}
+
+TEST(CronSeconds, FiveFieldsAreTheDefaultParse) {
+  zone berlin = load("Europe/Berlin");
+  for (const char* spec :
+       {"*/15 * * * *", "0 3 * * MON-FRI", "30 2 * * *", "0 0 13 * FRI", "@hourly", "@daily",
+        "@weekly", "@every 90s", "CRON_TZ=Europe/Berlin 0 9 * * *"}) {
+    schedule a = must(spec);
+    schedule b = must_s(spec);
+    EXPECT_EQ(b.spec(), a.spec());
+    EXPECT_EQ(b.time_zone(), a.time_zone());
+    EXPECT_EQ(b.every(), a.every());
+    for (tp from : {utc(2024, 3, 30, 12, 0, 7), utc(2024, 10, 26, 23, 59, 59)}) {
+      EXPECT_EQ(fires(b, from, 30, berlin), fires(a, from, 30, berlin)) << spec;
+      EXPECT_EQ(last_at_or_before(b, from, berlin), last_at_or_before(a, from, berlin)) << spec;
+    }
+  }
+  // Macros fire at second 0.
+  EXPECT_EQ(next_after(must_s("@hourly"), utc(2024, 1, 1, 0, 0, 1), zone()), utc(2024, 1, 1, 1));
+  EXPECT_EQ(next_after(must_s("@daily"), utc(2024, 1, 1, 0, 0, 1), zone()), utc(2024, 1, 2));
+  EXPECT_EQ(last_at_or_before(must_s("@hourly"), utc(2024, 1, 1, 0, 59, 59), zone()),
+            utc(2024, 1, 1));
+}
+
+TEST(CronSeconds, EveryTenSeconds) {
+  for (auto opts : {tidesync::cron::parse_options{}, k_seconds}) {
+    auto s = schedule::parse("@every 10s", opts);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->every(), seconds(10));
+    EXPECT_EQ(fires(*s, utc(2024, 1, 1, 0, 0, 3), 3),
+              (std::vector<tp>{utc(2024, 1, 1, 0, 0, 10), utc(2024, 1, 1, 0, 0, 20),
+                               utc(2024, 1, 1, 0, 0, 30)}));
+    EXPECT_EQ(last_at_or_before(*s, utc(2024, 1, 1, 0, 0, 29), zone()), utc(2024, 1, 1, 0, 0, 20));
+    auto anchored = s->with_anchor(utc(2024, 1, 1, 0, 0, 3));
+    EXPECT_EQ(next_after(anchored, utc(2024, 1, 1, 0, 0, 3), zone()), utc(2024, 1, 1, 0, 0, 13));
+  }
+  EXPECT_EQ(must_s("@every 1m").every(), seconds(60));
+}
+
+TEST(CronSeconds, DaylightSavingInBerlin) {
+  zone z = load("Europe/Berlin");
+  // 2024-03-31 02:00 CET jumps to 03:00 CEST (01:00Z): 02:30:15 does not exist that day.
+  EXPECT_EQ(next_after(must_s("15 30 2 * * *"), utc(2024, 3, 30, 12), z),
+            utc(2024, 4, 1, 0, 30, 15));
+  // Every-hour schedules keep real-time spacing across the jump.
+  EXPECT_EQ(fires_s("*/20 * * * * *", utc(2024, 3, 31, 0, 59, 30), 3, z),
+            (std::vector<tp>{utc(2024, 3, 31, 0, 59, 40), utc(2024, 3, 31, 1, 0, 0),
+                             utc(2024, 3, 31, 1, 0, 20)}));
+  // 2024-10-27 03:00 CEST falls back to 02:00 CET (01:00Z): 02:30:10 fires once.
+  EXPECT_EQ(fires_s("10 30 2 * * *", utc(2024, 10, 26, 12), 2, z),
+            (std::vector<tp>{utc(2024, 10, 27, 0, 30, 10), utc(2024, 10, 28, 1, 30, 10)}));
+  EXPECT_EQ(last_at_or_before(must_s("10 30 2 * * *"), utc(2024, 10, 27, 1, 45), z),
+            utc(2024, 10, 27, 0, 30, 10));
+  // ... but with hour '*' the repeated hour fires too.
+  EXPECT_EQ(fires_s("30 */30 * * * *", utc(2024, 10, 27, 0, 45), 3, z),
+            (std::vector<tp>{utc(2024, 10, 27, 1, 0, 30), utc(2024, 10, 27, 1, 30, 30),
+                             utc(2024, 10, 27, 2, 0, 30)}));
+  EXPECT_EQ(last_at_or_before(must_s("30 */30 * * * *"), utc(2024, 10, 27, 1, 15), z),
+            utc(2024, 10, 27, 1, 0, 30));
+}
+
+TEST(CronSeconds, MatchesBruteForceAroundTransitions) {
+  // The oracle of MatchesBruteForceAroundTransitions, second by second over two hours around
+  // each transition.
+  std::mt19937 rng(7);
+  const char* seconds_f[] = {"*/15", "0", "30", "59", "10-12", "0,20,40", "*"};
+  const char* minutes_f[] = {"*", "0", "30", "*/7", "59"};
+  const char* hours_f[] = {"*", "1", "2", "3", "1-3"};
+  struct window {
+    const char* zone;
+    tp from;
+  } windows[] = {
+      {"Europe/Berlin", utc(2024, 3, 31, 0)},       {"Europe/Berlin", utc(2024, 10, 27, 0)},
+      {"America/New_York", utc(2024, 3, 10, 6)},    {"America/New_York", utc(2024, 11, 3, 5)},
+      {"Australia/Lord_Howe", utc(2024, 4, 6, 14)}, {"Pacific/Chatham", utc(2024, 9, 28, 13)}};
+  for (const auto& w : windows) {
+    zone z = load(w.zone);
+    for (int k = 0; k < 6; ++k) {
+      std::string spec = std::string(seconds_f[rng() % 7]) + " " + minutes_f[rng() % 5] + " " +
+                         hours_f[rng() % 5] + " * * *";
+      schedule s = must_s(spec);
+      std::vector<tp> expect;
+      const tp end = w.from + hours(2);
+      for (tp t = w.from + seconds(1); t < end; t += seconds(1)) {
+        auto lt = z.to_local(time_point_cast<seconds>(t));
+        if (!s.matches(lt)) continue;
+        if (!s.every_hour() && z.to_sys(lt).first != time_point_cast<seconds>(t)) continue;
+        expect.push_back(t);
+      }
+      std::vector<tp> got;
+      for (auto t = next_after(s, w.from, z); t && *t < end; t = next_after(s, *t, z)) {
+        got.push_back(*t);
+      }
+      ASSERT_EQ(got, expect) << spec << " in " << w.zone;
+      std::vector<tp> back;
+      for (auto t = last_at_or_before(s, end - seconds(1), z); t && *t > w.from;
+           t = last_at_or_before(s, *t - seconds(1), z)) {
+        back.push_back(*t);
+      }
+      std::reverse(back.begin(), back.end());
+      ASSERT_EQ(back, expect) << spec << " in " << w.zone << " (backwards)";
+    }
+  }
+}
+
+TEST(CronSeconds, RareSchedulesAreCheap) {
+  // The search skips months, days, hours and minutes before looking at seconds.
+  auto start = steady_clock::now();
+  zone berlin = load("Europe/Berlin");
+  EXPECT_EQ(next_after(must_s("30 0 0 1 1 *"), utc(2024, 6, 1), berlin),
+            utc(2024, 12, 31, 23, 0, 30));
+  EXPECT_EQ(last_at_or_before(must_s("30 0 0 1 1 *"), utc(2024, 6, 1), berlin),
+            utc(2023, 12, 31, 23, 0, 30));
+  EXPECT_EQ(next_after(must_s("59 59 23 29 2 *"), utc(2096, 3, 1), zone()),
+            utc(2104, 2, 29, 23, 59, 59));
+  for (const char* spec : {"* * * 30 2 *", "*/5 * * 31 4,6,9,11 *"}) {
+    EXPECT_EQ(next_after(must_s(spec), utc(2024, 1, 1), berlin), std::nullopt) << spec;
+    EXPECT_EQ(last_at_or_before(must_s(spec), utc(2024, 1, 1), berlin), std::nullopt) << spec;
+  }
+  EXPECT_LT(steady_clock::now() - start, milliseconds(500));
+}
+
+TEST(CronSeconds, Decide) {
+  auto s = must_s("*/10 * * * * *");
+  auto last = utc(2024, 1, 1, 12);
+  auto now = utc(2024, 1, 1, 12, 1, 5);
+  auto d = decide(s, zone(), last, now, std::nullopt);
+  EXPECT_TRUE(d.run_now);
+  EXPECT_EQ(d.scheduled_time, utc(2024, 1, 1, 12, 1, 0));
+  EXPECT_EQ(d.missed, 6);  // 12:00:10 ... 12:01:00
+  EXPECT_EQ(d.next, utc(2024, 1, 1, 12, 1, 10));
+  d = decide(s, zone(), last, now, seconds(4));
+  EXPECT_FALSE(d.run_now);
+  EXPECT_TRUE(d.too_late);
+  EXPECT_TRUE(decide(s, zone(), last, now, seconds(5)).run_now);
+  // Already ran for 12:01:00.
+  d = decide(s, zone(), utc(2024, 1, 1, 12, 1, 0), now, std::nullopt);
+  EXPECT_FALSE(d.run_now);
+  EXPECT_EQ(d.missed, 0);
+
+  // The seed's hourly schedule.
+  auto half = must_s("0 30 * * * *");
+  d = decide(half, zone(), utc(2024, 1, 1, 10, 30), utc(2024, 1, 1, 11, 30) + milliseconds(500),
+             std::nullopt);
+  EXPECT_TRUE(d.run_now);
+  EXPECT_EQ(d.scheduled_time, utc(2024, 1, 1, 11, 30));
+  EXPECT_EQ(d.missed, 1);
+  EXPECT_EQ(d.next, utc(2024, 1, 1, 12, 30));
+
+  // A long downtime with a fire every second is counted up to the cap, quickly.
+  auto start = steady_clock::now();
+  d = decide(must_s("* * * * * *"), load("Europe/Berlin"), utc(2023, 1, 1),
+             utc(2024, 6, 1, 0, 0, 30) + milliseconds(500), std::nullopt);
+  EXPECT_TRUE(d.run_now);
+  EXPECT_EQ(d.scheduled_time, utc(2024, 6, 1, 0, 0, 30));
+  EXPECT_EQ(d.missed, tidesync::cron::k_max_missed_counted);
+  EXPECT_EQ(d.next, utc(2024, 6, 1, 0, 0, 31));
+  EXPECT_LT(steady_clock::now() - start, milliseconds(1000));
 }
