@@ -329,7 +329,30 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
   stats.phase = 2;
   std::atomic<uint64_t> bytes{0};
   std::atomic<size_t> copied{0}, skipped{0};
-  parallel_for(copies.size(), opts.transfers, [&](size_t i) {
+  // Work items: into a local directory, runs of files with the same parent directory (at most
+  // 64, at most 64 MiB), so that workers mostly create entries in different directories and do
+  // not queue on one directory's lock; elsewhere one file per item.
+  std::vector<std::pair<size_t, size_t>> items;
+  {
+    auto parent = [](const std::string& p) {
+      const auto slash = p.rfind('/');
+      return std::string_view(p).substr(0, slash == std::string::npos ? 0 : slash);
+    };
+    for (size_t i = 0; i < copies.size();) {
+      size_t j = i + 1;
+      if (dst.is_local()) {
+        uint64_t bytes_in_item = copies[i].size;
+        while (j < copies.size() && j - i < 64 && bytes_in_item < (64ull << 20) &&
+               parent(copies[j].path) == parent(copies[i].path)) {
+          bytes_in_item += copies[j].size;
+          ++j;
+        }
+      }
+      items.emplace_back(i, j);
+      i = j;
+    }
+  }
+  auto copy_one = [&](size_t i) {
     const action& a = copies[i];
     const entry& se = *src_by_path.at(a.path);
     if (!admit(se.size)) {
@@ -361,6 +384,10 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
       std::lock_guard lock(mu);
       std::fprintf(opts.out, "copied %s (%s)\n", a.path.c_str(), a.reason.c_str());
     }
+  };
+  parallel_for(items.size(), opts.transfers, [&](size_t k) {
+    for (size_t i = items[k].first; i < items[k].second; ++i)
+      copy_one(i);
   });
   for (const auto& a : set_mtimes) {
     if (auto r = dst.set_mtime(a.path, src_by_path.at(a.path)->mtime); !r)

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -151,22 +152,51 @@ writer::~writer() {
   abort();
 }
 
-expected<void> writer::open(const std::string& path) {
-  abort();
-  path_ = path;
-  const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  auto r = make_dirs(dir);
-  if (!r) return r;
+namespace {
+
+// A named temporary next to `path`: ".NAME.XXXXXXXX.partial".
+int open_named_temp(const std::string& dir, const std::string& base, std::string& tmp) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   for (int attempt = 0; attempt < 10; ++attempt) {
     char suffix[17];
     std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
-    tmp_ = dir + "/." + base + "." + std::string(suffix, 8) + ".partial";
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ >= 0) return {};
-    if (errno != EEXIST) break;
+    tmp = dir + "/." + base + "." + std::string(suffix, 8) + ".partial";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+}  // namespace
+
+expected<void> writer::open(const std::string& path) {
+  abort();
+  path_ = path;
+  const auto slash = path.find_last_of('/');
+  dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
+  base_ = slash == std::string::npos ? path : path.substr(slash + 1);
+  // The directory usually exists (the engine makes the plan's directories first): try, and
+  // create it only when the open says it is missing.
+  for (int round = 0; round < 2; ++round) {
+    // An unnamed file (O_TMPFILE) is invisible until commit links it in: no name to clean up
+    // after a crash, and one directory operation per new file instead of two.
+    fd_ = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd_ >= 0) {
+      unnamed_ = true;
+      return {};
+    }
+    if (errno != ENOENT) {
+      // No O_TMPFILE on this file system (EOPNOTSUPP, EISDIR, EINVAL): a named temporary.
+      fd_ = open_named_temp(dir_, base_, tmp_);
+      if (fd_ >= 0) {
+        unnamed_ = false;
+        return {};
+      }
+      if (errno != ENOENT) break;
+    }
+    if (round == 0) {
+      if (auto r = make_dirs(dir_); !r) return r;
+    }
   }
   auto e = io_error("cannot create a temporary file for", path);
   tmp_.clear();
@@ -178,7 +208,7 @@ expected<void> writer::write(std::string_view data) {
     ssize_t n = ::write(fd_, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_error("cannot write", tmp_);
+      return io_error("cannot write", unnamed_ ? path_ : tmp_);
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -186,11 +216,38 @@ expected<void> writer::write(std::string_view data) {
 }
 
 expected<void> writer::commit(std::chrono::system_clock::time_point mtime) {
+  const std::string& shown = unnamed_ ? path_ : tmp_;
   struct timespec times[2] = {to_timespec(mtime), to_timespec(mtime)};
-  if (::futimens(fd_, times) != 0) return io_error("cannot set the mtime of", tmp_);
+  if (::futimens(fd_, times) != 0) return io_error("cannot set the mtime of", shown);
+  if (unnamed_) {
+    // Link the unnamed file in. A new file: done in one step. An existing one: link under a
+    // temporary name, then rename over it (atomic replacement).
+    char proc[64];
+    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd_);
+    if (::linkat(AT_FDCWD, proc, AT_FDCWD, path_.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return {};
+    }
+    if (errno != EEXIST) return io_error("cannot create", path_);
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      char suffix[17];
+      std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
+      tmp_ = dir_ + "/." + base_ + "." + std::string(suffix, 8) + ".partial";
+      if (::linkat(AT_FDCWD, proc, AT_FDCWD, tmp_.c_str(), AT_SYMLINK_FOLLOW) == 0) break;
+      const int err = errno;
+      tmp_.clear();
+      if (err != EEXIST) {
+        errno = err;
+        return io_error("cannot create a temporary file for", path_);
+      }
+    }
+    if (tmp_.empty()) return io_error("cannot create a temporary file for", path_);
+  }
   if (::close(fd_) != 0) {
     fd_ = -1;
-    return io_error("cannot close", tmp_);
+    return io_error("cannot close", shown);
   }
   fd_ = -1;
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) return io_error("cannot rename into", path_);
@@ -199,7 +256,7 @@ expected<void> writer::commit(std::chrono::system_clock::time_point mtime) {
 }
 
 void writer::abort() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);  // an unnamed file vanishes with its last descriptor
   fd_ = -1;
   if (!tmp_.empty()) ::unlink(tmp_.c_str());
   tmp_.clear();
@@ -219,11 +276,15 @@ expected<uint64_t> copy_file(const std::string& src, const std::string& dst,
   constexpr uint64_t chunk = 8ull << 20;
   uint64_t total = 0;
   bool kernel_copy = true;
+  uint64_t want = 0;
   std::string buf;
   for (;;) {
     ssize_t n = -1;
     if (kernel_copy) {
-      n = ::copy_file_range(in, nullptr, w.fd(), nullptr, chunk, 0);
+      // Ask for one byte more than the listed size: a short answer then means the end of
+      // the file, without the extra call that would only return 0.
+      want = std::min<uint64_t>(chunk, expected_size - std::min(total, expected_size) + 1);
+      n = ::copy_file_range(in, nullptr, w.fd(), nullptr, want, 0);
       if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
                     errno == EBADF)) {
         kernel_copy = false;  // another file system or an old kernel: plain read/write
@@ -248,6 +309,8 @@ expected<uint64_t> copy_file(const std::string& src, const std::string& dst,
     if (gate) {
       if (auto r = gate(static_cast<uint64_t>(n)); !r) return r.error();
     }
+    if (kernel_copy && total == expected_size && static_cast<uint64_t>(n) < want)
+      break;  // asked for more than was there: the end
   }
   if (total != expected_size) {
     errno = 0;

@@ -1,8 +1,10 @@
 // The local file system backend: list a tree, read, write atomically, set mtimes, delete.
 //
-// Writes go to a temporary name in the target directory (".NAME.XXXXXXXX.partial"), get
-// their mtime, and are renamed into place: a reader never sees half a file, and an
-// interrupted run leaves at most a .partial that the next sync replaces or deletes.
+// Writes go to an unnamed file in the target directory (O_TMPFILE) that commit() links in
+// under its name — or, over an existing file, under a temporary name renamed over it — with
+// its mtime set first. Where O_TMPFILE is missing, a named ".NAME.XXXXXXXX.partial" is used
+// and renamed. A reader never sees half a file, and an interrupted run leaves nothing behind
+// (at most a .partial that the next sync replaces or deletes).
 // Durability is one syncfs(2) of the destination after all copies (sync_filesystem), which
 // the engine runs before any delete, instead of an fsync per file: on 10,000 small files the
 // per-file fsync cost more than the copy itself.
@@ -52,7 +54,8 @@ class writer {
 
  private:
   int fd_ = -1;
-  std::string path_, tmp_;
+  std::string path_, dir_, base_, tmp_;
+  bool unnamed_ = false;  // an O_TMPFILE file, linked in by commit()
 };
 
 // Copies `src` to `dst` through a writer (mtime preserved) with copy_file_range(2), so the
