@@ -77,8 +77,10 @@ class backend {
   // time): the engine then calls read_mtime for the files it must compare or stamp.
   [[nodiscard]] virtual bool listing_mtime_approximate() const { return false; }
   virtual expected<void> read_mtime(entry& /*e*/) { return {}; }
-  // Fills e.md5 when the backend can compute it and the listing did not carry it.
-  virtual expected<void> compute_md5(entry& /*e*/) { return {}; }
+  // Fills e.md5 (and e.sha256 where the backend has it) when the listing did not carry them:
+  // a local file is read; an S3 object's metadata is read (md5chksum, sha256). A backend that
+  // cannot tell leaves them empty.
+  virtual expected<void> compute_hashes(entry& /*e*/) { return {}; }
 
   virtual expected<std::unique_ptr<reader>> open(const entry& e) = 0;
   // Stores `e.size` bytes from `in` at `e.path` with modification time `e.mtime`, atomically:

@@ -49,10 +49,11 @@ class local_backend final : public backend {
 
   expected<std::vector<entry>> list() override { return local_fs::list(root_); }
 
-  expected<void> compute_md5(entry& e) override {
-    auto md5 = local_fs::md5_hex(local_path(e.path));
-    if (!md5) return md5.error();
-    e.md5 = std::move(*md5);
+  expected<void> compute_hashes(entry& e) override {
+    auto h = local_fs::hash_file(local_path(e.path));
+    if (!h) return h.error();
+    e.md5 = std::move(h->md5);
+    e.sha256 = std::move(h->sha256);
     return {};
   }
 

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 
+#include "runtime/base64.hpp"
 #include "runtime/transfer/backend.hpp"
 #include "runtime/transfer/s3_client.hpp"
 
@@ -61,6 +62,32 @@ bool is_md5_hex(const std::string& etag) {
   return etag.size() == 32 && std::all_of(etag.begin(), etag.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
+}
+
+std::string to_hex(std::string_view raw) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
 }
 
 // A counting semaphore for part buffers.
@@ -251,6 +278,18 @@ class s3_backend final : public backend {
     return {};
   }
 
+  expected<void> compute_hashes(entry& e) override {
+    auto h = s3_.head_sync(loc_.bucket, key(e.path));
+    if (!h) return h.error();
+    if (is_md5_hex(h->object.etag)) e.md5 = h->object.etag;
+    if (auto it = h->metadata.find("md5chksum"); it != h->metadata.end()) {
+      if (auto raw = base64::decode(it->second); raw && raw->size() == 16) e.md5 = to_hex(*raw);
+    }
+    if (auto it = h->metadata.find("sha256"); it != h->metadata.end() && it->second.size() == 64)
+      e.sha256 = it->second;
+    return {};
+  }
+
   expected<std::unique_ptr<reader>> open(const entry& e) override {
     if (e.size > opts_.multipart_threshold) {
       return std::unique_ptr<reader>(new range_reader(s3_, loc_.bucket, key(e.path), e.size,
@@ -276,6 +315,11 @@ class s3_backend final : public backend {
       if (!etag) return etag.error();
       return {};
     }
+    // rclone's md5chksum (base64 of the raw MD5) and our sha256, when the engine knows them.
+    if (e.md5) {
+      if (auto raw = from_hex(*e.md5)) meta["md5chksum"] = base64::encode(*raw);
+    }
+    if (e.sha256) meta["sha256"] = *e.sha256;
     return write_multipart(e, k, meta, in);
   }
 

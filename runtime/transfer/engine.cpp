@@ -196,11 +196,11 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
       !r)
     return with_context(r.error(), "reading object metadata of the destination");
   if (auto r = for_each_entry(*src_list, src_md5s, checkers,
-                              [&](entry& e) { return src.compute_md5(e); });
+                              [&](entry& e) { return src.compute_hashes(e); });
       !r)
     return with_context(r.error(), "checksumming the source");
   if (auto r = for_each_entry(*dst_list, dst_md5s, checkers,
-                              [&](entry& e) { return dst.compute_md5(e); });
+                              [&](entry& e) { return dst.compute_hashes(e); });
       !r)
     return with_context(r.error(), "checksumming the destination");
 
@@ -365,12 +365,20 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
           local_fs::copy_file(src.local_path(a.path), dst.local_path(a.path), se.mtime, se.size, m);
       if (!n) r = n.error();
     } else {
-      auto in = src.open(se);
+      // A multipart object's ETag is no MD5: the hashes go into its metadata (md5chksum, as
+      // rclone writes it, and sha256), so --checksum and `rclone check` work on it later.
+      std::optional<entry> hashed;
+      if (!dst.is_local() && se.size > opts.multipart_threshold && !se.md5 && !se.sha256) {
+        hashed = se;
+        if (auto h = src.compute_hashes(*hashed); !h) r = h.error();
+      }
+      const entry& what = hashed ? *hashed : se;
+      auto in = r ? src.open(what) : expected<std::unique_ptr<reader>>(r.error());
       if (!in) {
         r = in.error();
       } else {
         metered_reader mr(**in, m);
-        r = dst.write(se, mr);
+        r = dst.write(what, mr);
       }
     }
     if (!r) {

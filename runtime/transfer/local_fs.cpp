@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
+#include <thread>
 
 namespace tidesync::transfer::local_fs {
 namespace {
@@ -38,15 +42,17 @@ struct timespec to_timespec(std::chrono::system_clock::time_point t) {
   return ts;
 }
 
-// Depth-first walk with openat/fstatat: one syscall per entry, no path re-resolution.
-expected<void> walk(int dir_fd, const std::string& abs, const std::string& rel,
-                    std::vector<entry>& out) {
+// One directory: its files and subdirectories go to `out`, and the subdirectories, opened,
+// to `subdirs` (the caller walks them). openat/fstatat: one syscall per entry, no path
+// re-resolution.
+expected<void> read_dir(int dir_fd, const std::string& abs, const std::string& rel,
+                        std::vector<entry>& out,
+                        std::vector<std::pair<std::string, int>>& subdirs) {
   DIR* d = ::fdopendir(dir_fd);
   if (d == nullptr) {
     ::close(dir_fd);
     return io_error("cannot read directory", abs);
   }
-  std::vector<std::pair<std::string, int>> subdirs;
   while (auto* de = ::readdir(d)) {
     const std::string_view name = de->d_name;
     if (name == "." || name == "..") continue;
@@ -56,37 +62,56 @@ expected<void> walk(int dir_fd, const std::string& abs, const std::string& rel,
       ::closedir(d);
       return io_error("cannot stat", abs + "/" + std::string(name));
     }
-    const std::string child = rel.empty() ? std::string(name) : rel + "/" + std::string(name);
+    std::string child;
+    child.reserve(rel.size() + 1 + name.size());
+    if (!rel.empty()) {
+      child += rel;
+      child += '/';
+    }
+    child += name;
     if (S_ISDIR(st.st_mode)) {
-      entry e;
-      e.path = child;
-      e.dir = true;
-      e.mtime = to_time(st.st_mtim);
-      out.push_back(std::move(e));
       int fd = ::openat(::dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (fd < 0) {
         ::closedir(d);
         return io_error("cannot open directory", abs + "/" + std::string(name));
       }
-      subdirs.emplace_back(child, fd);
-    } else if (S_ISREG(st.st_mode)) {
-      entry e;
+      entry& e = out.emplace_back();
       e.path = child;
+      e.dir = true;
+      e.mtime = to_time(st.st_mtim);
+      subdirs.emplace_back(std::move(child), fd);
+    } else if (S_ISREG(st.st_mode)) {
+      entry& e = out.emplace_back();
+      e.path = std::move(child);
       e.size = static_cast<uint64_t>(st.st_size);
       e.mtime = to_time(st.st_mtim);
-      out.push_back(std::move(e));
     }
   }
   ::closedir(d);
-  expected<void> result;
-  for (auto& [child, fd] : subdirs) {
-    if (!result) {
-      ::close(fd);
-      continue;
-    }
-    result = walk(fd, abs + "/" + child.substr(child.rfind('/') + 1), child, out);
+  return {};
+}
+
+void close_all(std::vector<std::pair<std::string, int>>& subdirs, size_t from) {
+  for (size_t i = from; i < subdirs.size(); ++i)
+    ::close(subdirs[i].second);
+}
+
+// Depth-first walk below an open directory.
+expected<void> walk(int dir_fd, const std::string& abs, const std::string& rel,
+                    std::vector<entry>& out) {
+  std::vector<std::pair<std::string, int>> subdirs;
+  if (auto r = read_dir(dir_fd, abs, rel, out, subdirs); !r) {
+    close_all(subdirs, 0);
+    return r;
   }
-  return result;
+  for (size_t i = 0; i < subdirs.size(); ++i) {
+    auto& [child, fd] = subdirs[i];
+    if (auto r = walk(fd, abs + "/" + child.substr(child.rfind('/') + 1), child, out); !r) {
+      close_all(subdirs, i + 1);
+      return r;
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -97,15 +122,44 @@ std::string join(const std::string& root, std::string_view rel) {
   return root + "/" + std::string(rel);
 }
 
-expected<std::vector<entry>> list(const std::string& root) {
+expected<std::vector<entry>> list(const std::string& root, int threads) {
   std::vector<entry> out;
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return out;
     return io_error("cannot open directory", root);
   }
-  auto r = walk(fd, root, "", out);
-  if (!r) return r.error();
+  // The top level's subdirectories are walked by `threads` threads: listing is mostly
+  // system time for the stats, and a no-change re-sync is nothing but listing.
+  std::vector<std::pair<std::string, int>> subdirs;
+  if (auto r = read_dir(fd, root, "", out, subdirs); !r) {
+    close_all(subdirs, 0);
+    return r.error();
+  }
+  std::vector<std::vector<entry>> parts(subdirs.size());
+  std::vector<std::optional<error>> errors(subdirs.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < subdirs.size(); i = next++) {
+      auto& [child, sub_fd] = subdirs[i];
+      if (auto r = walk(sub_fd, join(root, child), child, parts[i]); !r) errors[i] = r.error();
+    }
+  };
+  const size_t n = std::min<size_t>(subdirs.size(), static_cast<size_t>(std::max(1, threads)));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < n; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool)
+    t.join();
+  size_t total = out.size();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (errors[i]) return *errors[i];
+    total += parts[i].size();
+  }
+  out.reserve(total);
+  for (auto& p : parts)
+    std::move(p.begin(), p.end(), std::back_inserter(out));
   return out;
 }
 
@@ -323,11 +377,13 @@ expected<uint64_t> copy_file(const std::string& src, const std::string& dst,
   return total;
 }
 
-expected<std::string> md5_hex(const std::string& path) {
+expected<file_hash> hash_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open", path);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr);
+  using ctx_ptr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+  ctx_ptr md5(EVP_MD_CTX_new(), EVP_MD_CTX_free), sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(md5.get(), EVP_md5(), nullptr);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
   std::string buf(1 << 20, '\0');
   for (;;) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -338,19 +394,23 @@ expected<std::string> md5_hex(const std::string& path) {
       return e;
     }
     if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    EVP_DigestUpdate(md5.get(), buf.data(), static_cast<size_t>(n));
+    EVP_DigestUpdate(sha.get(), buf.data(), static_cast<size_t>(n));
   }
   ::close(fd);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  auto hex = [](EVP_MD_CTX* ctx) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+      out += digits[md[i] >> 4];
+      out += digits[md[i] & 15];
+    }
+    return out;
+  };
+  return file_hash{hex(md5.get()), hex(sha.get())};
 }
 
 expected<void> sync_filesystem(const std::string& path) {

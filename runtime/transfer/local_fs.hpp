@@ -23,8 +23,9 @@
 namespace tidesync::transfer::local_fs {
 
 // Every file and directory under `root` (relative '/'-paths, size, mtime in ns). Symlinks and
-// special files are skipped (rclone's default). A missing root lists as empty.
-expected<std::vector<entry>> list(const std::string& root);
+// special files are skipped (rclone's default). A missing root lists as empty. The root's
+// subdirectories are walked by up to `threads` threads.
+expected<std::vector<entry>> list(const std::string& root, int threads = 2);
 
 // `root` + '/' + `rel`.
 std::string join(const std::string& root, std::string_view rel);
@@ -67,8 +68,11 @@ expected<uint64_t> copy_file(const std::string& src, const std::string& dst,
                              std::chrono::system_clock::time_point mtime, uint64_t expected_size,
                              const std::function<expected<void>(uint64_t)>& gate = {});
 
-// Lower-case hex MD5 of a file's contents.
-expected<std::string> md5_hex(const std::string& path);
+// Lower-case hex MD5 and SHA-256 of a file's contents, in one read.
+struct file_hash {
+  std::string md5, sha256;
+};
+expected<file_hash> hash_file(const std::string& path);
 
 // syncfs(2) of the file system holding `path`: every write to it so far is on disk.
 expected<void> sync_filesystem(const std::string& path);

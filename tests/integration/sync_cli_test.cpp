@@ -280,6 +280,34 @@ TEST_F(sync_cli_test, schedule_runs_periodically_and_stops_on_sigterm) {
   EXPECT_NE(bad.output.find("second"), std::string::npos) << bad.output;
 }
 
+// A run killed mid-transfer (SIGKILL: no cleanup) leaves no half file under any name, and the
+// next run completes the tree.
+TEST_F(sync_cli_test, a_killed_run_leaves_no_partial_file_and_the_next_run_resumes) {
+  make_source();
+  write(src_ / "big" / "a.bin", payload(24u << 20, 1));
+  write(src_ / "big" / "b.bin", payload(24u << 20, 2));
+  tidesync::test::child c({k_binary, "sync", src_.string(), dst_.string(), "--bwlimit", "8M",
+                           "--transfers", "1", "--stats", "50ms"});
+  auto moving = c.read_until(
+      [](const std::string& l) {
+        return l.find("\"phase\":\"transferring\"") != std::string::npos &&
+               l.find("\"bytes\":0,") == std::string::npos;
+      },
+      20s);
+  ASSERT_FALSE(moving.empty()) << c.output();
+  c.kill();
+  for (const auto& [rel, content] : tree(dst_)) {
+    EXPECT_EQ(rel.find(".partial"), std::string::npos) << rel;
+    if (content != "<dir>") {
+      EXPECT_EQ(content, read(src_ / rel)) << "a whole file or none: " << rel;
+    }
+  }
+  EXPECT_NE(tree(dst_), tree(src_)) << "killed before the end";
+  auto resumed = tide({"sync", src_.string(), dst_.string()});
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(tree(dst_), tree(src_));
+}
+
 // --- against s3rver -----------------------------------------------------------------------
 
 class sync_cli_s3_test : public sync_cli_test {
@@ -426,6 +454,71 @@ TEST_F(sync_cli_s3_test, sigterm_runs_one_last_sync_to_the_remote) {
   tidesync::http::loop loop;
   tidesync::transfer::s3_client s3(loop, config());
   EXPECT_TRUE(s3.head_sync(k_bucket, "last/one.txt")) << c.output();
+}
+
+TEST_F(sync_cli_s3_test, multipart_objects_carry_md5chksum_and_sha256_for_checksum_runs) {
+  const std::string big = payload(20u << 20, 21);  // above the 16 MiB multipart threshold
+  write(src_ / "big.bin", big);
+  write(src_ / "small.txt", "small");
+  const std::string remote = "s3t:" + k_bucket + "/hashed";
+  auto up = tide({"sync", src_.string(), remote}, env());
+  ASSERT_EQ(up.status, 0) << up.output;
+
+  tidesync::http::loop loop;
+  tidesync::transfer::s3_client s3(loop, config());
+  auto head = s3.head_sync(k_bucket, "hashed/big.bin");
+  ASSERT_TRUE(head) << head.error().to_string();
+  // rclone's md5chksum is the base64 of the raw MD5; sha256 is hex.
+  const std::string file = "'" + (src_ / "big.bin").string() + "'";
+  auto b64 = run({"sh", "-c", "openssl dgst -md5 -binary " + file + " | base64"});
+  auto sha = run({"sh", "-c", "sha256sum " + file + " | cut -c1-64"});
+  auto trim = [](std::string t) {
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' '))
+      t.pop_back();
+    return t;
+  };
+  ASSERT_EQ(b64.status, 0) << b64.output;
+  EXPECT_EQ(head->metadata["md5chksum"], trim(b64.output));
+  EXPECT_EQ(head->metadata["sha256"], trim(sha.output));
+
+  // A --checksum run reads the hashes back (HEAD) and moves nothing.
+  auto again = tide({"sync", "--checksum", src_.string(), remote}, env());
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("copied 0 file(s)"), std::string::npos) << again.output;
+  // A changed byte with the same size and mtime is found by --checksum.
+  std::string changed = big;
+  changed[12345] ^= 1;
+  const auto mtime = fs::last_write_time(src_ / "big.bin");
+  write(src_ / "big.bin", changed);
+  fs::last_write_time(src_ / "big.bin", mtime);
+  auto plain = tide({"sync", src_.string(), remote}, env());
+  EXPECT_NE(plain.output.find("copied 0 file(s)"), std::string::npos)
+      << "size and mtime agree: a default run cannot see it\n"
+      << plain.output;
+  auto sums = tide({"sync", "--checksum", src_.string(), remote}, env());
+  ASSERT_EQ(sums.status, 0) << sums.output;
+  EXPECT_NE(sums.output.find("copied 1 file(s)"), std::string::npos) << sums.output;
+}
+
+TEST_F(sync_cli_s3_test, a_killed_upload_is_resumed_by_the_next_run) {
+  make_source();
+  write(src_ / "big.bin", payload(40u << 20, 5));  // multipart, 5 parts
+  const std::string remote = "s3t:" + k_bucket + "/resume";
+  tidesync::test::child c(
+      {k_binary, "sync", src_.string(), remote, "--bwlimit", "8M", "--stats", "50ms"}, env());
+  auto moving = c.read_until(
+      [](const std::string& l) {
+        return l.find("\"phase\":\"transferring\"") != std::string::npos &&
+               l.find("\"bytes\":0,") == std::string::npos;
+      },
+      20s);
+  ASSERT_FALSE(moving.empty()) << c.output();
+  c.kill();
+  auto resumed = tide({"sync", src_.string(), remote}, env());
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  auto down = tide({"sync", remote, dst_.string()}, env());
+  ASSERT_EQ(down.status, 0) << down.output;
+  EXPECT_EQ(tree(dst_), tree(src_));
 }
 
 }  // namespace
