@@ -70,6 +70,9 @@ class backend {
   [[nodiscard]] virtual bool can_set_mtime() const { return false; }
   // false for read-only sources (HTTP).
   [[nodiscard]] virtual bool writable() const { return true; }
+  // true when write() stores e.md5 / e.sha256 with a file whose own checksum does not give
+  // them (S3 multipart objects): the engine then hashes large sources before writing.
+  [[nodiscard]] virtual bool stores_hashes(uint64_t /*size*/) const { return false; }
 
   // Every file and directory, paths relative to the root.
   virtual expected<std::vector<entry>> list() = 0;

@@ -24,6 +24,7 @@
 #include "runtime/log.hpp"
 #include "runtime/transfer/backend.hpp"
 #include "runtime/transfer/http_listing.hpp"
+#include "runtime/transfer/range_reader.hpp"
 #include "runtime/transfer/s3_xml.hpp"
 
 namespace tidesync::transfer {
@@ -118,22 +119,6 @@ error transport_error(const std::string& method, const std::string& url, const e
   return make_error(e.code, method + " " + url + ": " + e.message);
 }
 
-// Reads the whole body of a small file.
-class memory_reader final : public reader {
- public:
-  explicit memory_reader(std::string data) : data_(std::move(data)) {}
-  expected<size_t> read(char* buf, size_t n) override {
-    const size_t k = std::min(n, data_.size() - pos_);
-    std::memcpy(buf, data_.data() + pos_, k);
-    pos_ += k;
-    return k;
-  }
-
- private:
-  std::string data_;
-  size_t pos_ = 0;
-};
-
 error changed_error(const std::string& url, uint64_t listed, uint64_t read) {
   return make_error(errc::io_error, url + " changed size while being copied (" +
                                         std::to_string(listed) + " bytes listed, " +
@@ -150,91 +135,6 @@ std::optional<uint64_t> content_range_total(const http::response& r) {
     return std::nullopt;
   return std::strtoull(h->c_str() + slash + 1, nullptr, 10);
 }
-
-// Ranged GETs in flight, consumed in order (as backend_s3's range_reader).
-class range_reader final : public reader {
- public:
-  range_reader(http::loop& loop, std::string url, uint64_t size, uint64_t part, int concurrency)
-      : loop_(loop),
-        url_(std::move(url)),
-        size_(size),
-        part_(std::max<uint64_t>(part, 1)),
-        concurrency_(std::max(1, concurrency)) {}
-
-  expected<size_t> read(char* buf, size_t n) override {
-    while (next_offset_ < size_ && static_cast<int>(chunks_.size()) < concurrency_)
-      start_next();
-    if (chunks_.empty()) return size_t{0};
-    auto c = chunks_.front();
-    {
-      std::unique_lock lock(c->mu);
-      c->cv.wait(lock, [&] { return c->done; });
-      if (c->err) return *c->err;
-    }
-    const size_t k = std::min(n, c->data.size() - c->pos);
-    std::memcpy(buf, c->data.data() + c->pos, k);
-    c->pos += k;
-    if (c->pos == c->data.size()) chunks_.pop_front();
-    return k;
-  }
-
- private:
-  struct chunk {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::optional<error> err;
-    std::string data;
-    size_t pos = 0;
-  };
-
-  void start_next() {
-    auto c = std::make_shared<chunk>();
-    const uint64_t first = next_offset_;
-    const uint64_t want = std::min(part_, size_ - next_offset_);
-    next_offset_ += want;
-    chunks_.push_back(c);
-    const std::string range =
-        "bytes=" + std::to_string(first) + "-" + std::to_string(first + want - 1);
-    fetch(loop_, make_request("GET", url_, {{"Range", range}}),
-          [c, url = url_, first, want, size = size_](expected<http::response> r) {
-            std::optional<error> err;
-            if (!r) {
-              err = transport_error("GET", url, r.error());
-            } else if (r->status == 200) {
-              err = make_error(errc::io_error, "GET " + url +
-                                                   ": the server ignored the Range header it "
-                                                   "advertised (Accept-Ranges: bytes)");
-            } else if (r->status != 206) {
-              err = status_error("GET", url, *r);
-            } else if (auto total = content_range_total(*r); total && *total != size) {
-              err = changed_error(url, size, *total);
-            } else if (r->body.size() != want) {
-              err = make_error(errc::io_error, "GET " + url + ": short read of bytes " +
-                                                   std::to_string(first) + "+" +
-                                                   std::to_string(want) + " (got " +
-                                                   std::to_string(r->body.size()) + ")");
-            }
-            {
-              std::lock_guard lock(c->mu);
-              if (err) {
-                c->err = std::move(err);
-              } else {
-                c->data = std::move(r->body);
-              }
-              c->done = true;
-            }
-            c->cv.notify_all();
-          });
-  }
-
-  http::loop& loop_;
-  std::string url_;
-  uint64_t size_, part_;
-  int concurrency_;
-  uint64_t next_offset_ = 0;
-  std::deque<std::shared_ptr<chunk>> chunks_;
-};
 
 // The last path element of a URL, decoded ("" for ".../").
 std::string last_element(const std::string& url) {
@@ -290,8 +190,27 @@ class http_backend final : public backend {
       ranges = ranges_.count(e.path) > 0;
     }
     if (ranges && e.size > opts_.multipart_threshold) {
-      return std::unique_ptr<reader>(
-          new range_reader(loop_, url, e.size, opts_.part_size, opts_.part_concurrency));
+      auto fetch_range = [&loop = loop_, url, size = e.size](uint64_t first, uint64_t len,
+                                                             range_reader::done_fn done) {
+        const std::string range =
+            "bytes=" + std::to_string(first) + "-" + std::to_string(first + len - 1);
+        fetch(loop, make_request("GET", url, {{"Range", range}}),
+              [url, size, done = std::move(done)](expected<http::response> r) {
+                if (!r) return done(transport_error("GET", url, r.error()));
+                if (r->status == 200) {
+                  return done(
+                      make_error(errc::io_error, "GET " + url +
+                                                     ": the server ignored the Range header it "
+                                                     "advertised (Accept-Ranges: bytes)"));
+                }
+                if (r->status != 206) return done(status_error("GET", url, *r));
+                if (auto total = content_range_total(*r); total && *total != size)
+                  return done(changed_error(url, size, *total));
+                done(std::move(r->body));
+              });
+      };
+      return std::unique_ptr<reader>(new range_reader(
+          url, e.size, opts_.part_size, opts_.part_concurrency, std::move(fetch_range)));
     }
     const uint64_t limit = std::max(opts_.multipart_threshold, k_max_whole);
     if (e.size > limit) {

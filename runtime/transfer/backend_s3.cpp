@@ -17,6 +17,7 @@
 
 #include "runtime/base64.hpp"
 #include "runtime/transfer/backend.hpp"
+#include "runtime/transfer/range_reader.hpp"
 #include "runtime/transfer/s3_client.hpp"
 
 namespace tidesync::transfer {
@@ -113,100 +114,6 @@ class slots {
   int free_;
 };
 
-// Reads a whole small object with one GET.
-class memory_reader final : public reader {
- public:
-  explicit memory_reader(std::string data) : data_(std::move(data)) {}
-  expected<size_t> read(char* buf, size_t n) override {
-    const size_t k = std::min(n, data_.size() - pos_);
-    std::memcpy(buf, data_.data() + pos_, k);
-    pos_ += k;
-    return k;
-  }
-
- private:
-  std::string data_;
-  size_t pos_ = 0;
-};
-
-// Ranged GETs in flight, consumed in order.
-class range_reader final : public reader {
- public:
-  range_reader(s3_client& s3, std::string bucket, std::string key, uint64_t size, uint64_t part,
-               int concurrency)
-      : s3_(s3),
-        bucket_(std::move(bucket)),
-        key_(std::move(key)),
-        size_(size),
-        part_(part),
-        concurrency_(std::max(1, concurrency)) {}
-
-  ~range_reader() override {
-    // Callbacks own their chunk (shared_ptr): nothing to wait for.
-  }
-
-  expected<size_t> read(char* buf, size_t n) override {
-    while (next_offset_ < size_ && static_cast<int>(chunks_.size()) < concurrency_)
-      start_next();
-    if (chunks_.empty()) return size_t{0};
-    auto c = chunks_.front();
-    {
-      std::unique_lock lock(c->mu);
-      c->cv.wait(lock, [&] { return c->done; });
-      if (c->err) return *c->err;
-      if (c->data.size() != c->expected) {
-        return make_error(errc::io_error, "\"" + key_ + "\": short read of bytes " +
-                                              std::to_string(c->first) + "+" +
-                                              std::to_string(c->expected) +
-                                              " (the object changed while being copied?)");
-      }
-    }
-    const size_t k = std::min(n, c->data.size() - c->pos);
-    std::memcpy(buf, c->data.data() + c->pos, k);
-    c->pos += k;
-    if (c->pos == c->data.size()) chunks_.pop_front();
-    return k;
-  }
-
- private:
-  struct chunk {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    std::optional<error> err;
-    std::string data;
-    uint64_t first = 0, expected = 0;
-    size_t pos = 0;
-  };
-
-  void start_next() {
-    auto c = std::make_shared<chunk>();
-    c->first = next_offset_;
-    c->expected = std::min(part_, size_ - next_offset_);
-    c->data.reserve(c->expected);
-    next_offset_ += c->expected;
-    chunks_.push_back(c);
-    s3_.get(
-        bucket_, key_, byte_range{c->first, c->first + c->expected - 1},
-        [c](std::string_view d) { c->data.append(d); },
-        [c](expected<void> r) {
-          {
-            std::lock_guard lock(c->mu);
-            if (!r) c->err = r.error();
-            c->done = true;
-          }
-          c->cv.notify_all();
-        });
-  }
-
-  s3_client& s3_;
-  std::string bucket_, key_;
-  uint64_t size_, part_;
-  int concurrency_;
-  uint64_t next_offset_ = 0;
-  std::deque<std::shared_ptr<chunk>> chunks_;
-};
-
 // Reads up to `want` bytes (less only at the end).
 expected<std::string> read_full(reader& in, uint64_t want) {
   std::string buf(want, '\0');
@@ -238,6 +145,9 @@ class s3_backend final : public backend {
 
   [[nodiscard]] std::string where() const override { return "\"" + loc_.text + "\""; }
   [[nodiscard]] bool listing_mtime_approximate() const override { return true; }
+  [[nodiscard]] bool stores_hashes(uint64_t size) const override {
+    return size > opts_.multipart_threshold;
+  }
 
   expected<std::vector<entry>> list() override {
     auto objects = s3_.list_sync(loc_.bucket, list_request{loc_.prefix, "", 0});
@@ -292,8 +202,20 @@ class s3_backend final : public backend {
 
   expected<std::unique_ptr<reader>> open(const entry& e) override {
     if (e.size > opts_.multipart_threshold) {
-      return std::unique_ptr<reader>(new range_reader(s3_, loc_.bucket, key(e.path), e.size,
-                                                      opts_.part_size, opts_.part_concurrency));
+      auto fetch = [this, k = key(e.path)](uint64_t first, uint64_t len,
+                                           range_reader::done_fn done) {
+        auto data = std::make_shared<std::string>();
+        data->reserve(len);
+        s3_.get(
+            loc_.bucket, k, byte_range{first, first + len - 1},
+            [data](std::string_view d) { data->append(d); },
+            [data, done = std::move(done)](expected<void> r) {
+              if (!r) return done(r.error());
+              done(std::move(*data));
+            });
+      };
+      return std::unique_ptr<reader>(new range_reader(e.path, e.size, opts_.part_size,
+                                                      opts_.part_concurrency, std::move(fetch)));
     }
     auto data = s3_.get_sync(loc_.bucket, key(e.path));
     if (!data) return data.error();

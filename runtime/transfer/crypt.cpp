@@ -11,6 +11,8 @@
 #include <mutex>
 #include <vector>
 
+#include "runtime/utf8.hpp"
+
 namespace tidesync::transfer::crypt {
 
 namespace {
@@ -285,22 +287,7 @@ bool valid_rune(char32_t r) {
 
 // Go's WriteRune: an invalid rune is written as U+FFFD.
 void put_rune(std::string& out, char32_t r) {
-  if (!valid_rune(r)) r = k_replacement;
-  if (r < 0x80) {
-    out += static_cast<char>(r);
-  } else if (r < 0x800) {
-    out += static_cast<char>(0xC0 | (r >> 6));
-    out += static_cast<char>(0x80 | (r & 0x3F));
-  } else if (r < 0x10000) {
-    out += static_cast<char>(0xE0 | (r >> 12));
-    out += static_cast<char>(0x80 | ((r >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (r & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (r >> 18));
-    out += static_cast<char>(0x80 | ((r >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((r >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (r & 0x3F));
-  }
+  utf8::append(out, static_cast<uint32_t>(r));
 }
 
 bool valid_utf8(std::string_view s) {

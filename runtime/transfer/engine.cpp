@@ -368,7 +368,7 @@ expected<engine_result> run_engine(const location& src_loc, const location& dst_
       // A multipart object's ETag is no MD5: the hashes go into its metadata (md5chksum, as
       // rclone writes it, and sha256), so --checksum and `rclone check` work on it later.
       std::optional<entry> hashed;
-      if (!dst.is_local() && se.size > opts.multipart_threshold && !se.md5 && !se.sha256) {
+      if (dst.stores_hashes(se.size) && !se.md5 && !se.sha256) {
         hashed = se;
         if (auto h = src.compute_hashes(*hashed); !h) r = h.error();
       }

@@ -122,44 +122,14 @@ std::string join(const std::string& root, std::string_view rel) {
   return root + "/" + std::string(rel);
 }
 
-expected<std::vector<entry>> list(const std::string& root, int threads) {
+expected<std::vector<entry>> list(const std::string& root) {
   std::vector<entry> out;
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return out;
     return io_error("cannot open directory", root);
   }
-  // The top level's subdirectories are walked by `threads` threads: listing is mostly
-  // system time for the stats, and a no-change re-sync is nothing but listing.
-  std::vector<std::pair<std::string, int>> subdirs;
-  if (auto r = read_dir(fd, root, "", out, subdirs); !r) {
-    close_all(subdirs, 0);
-    return r.error();
-  }
-  std::vector<std::vector<entry>> parts(subdirs.size());
-  std::vector<std::optional<error>> errors(subdirs.size());
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < subdirs.size(); i = next++) {
-      auto& [child, sub_fd] = subdirs[i];
-      if (auto r = walk(sub_fd, join(root, child), child, parts[i]); !r) errors[i] = r.error();
-    }
-  };
-  const size_t n = std::min<size_t>(subdirs.size(), static_cast<size_t>(std::max(1, threads)));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < n; ++t)
-    pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool)
-    t.join();
-  size_t total = out.size();
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (errors[i]) return *errors[i];
-    total += parts[i].size();
-  }
-  out.reserve(total);
-  for (auto& p : parts)
-    std::move(p.begin(), p.end(), std::back_inserter(out));
+  if (auto r = walk(fd, root, "", out); !r) return r.error();
   return out;
 }
 

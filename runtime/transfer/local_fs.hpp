@@ -23,9 +23,10 @@
 namespace tidesync::transfer::local_fs {
 
 // Every file and directory under `root` (relative '/'-paths, size, mtime in ns). Symlinks and
-// special files are skipped (rclone's default). A missing root lists as empty. The root's
-// subdirectories are walked by up to `threads` threads.
-expected<std::vector<entry>> list(const std::string& root, int threads = 2);
+// special files are skipped (rclone's default). A missing root lists as empty. One thread: a
+// parallel walk of the top-level directories was measured no faster on 2 cores (the stats are
+// kernel time, and merging the parts touched more memory); docs/benchmarks.md.
+expected<std::vector<entry>> list(const std::string& root);
 
 // `root` + '/' + `rel`.
 std::string join(const std::string& root, std::string_view rel);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "runtime/rfc3339.hpp"
+#include "runtime/utf8.hpp"
 
 namespace tidesync::transfer::xml {
 namespace {
@@ -14,24 +15,6 @@ constexpr int k_max_depth = 64;
 error bad(std::string what, size_t pos) {
   return make_error(errc::parse_error, "malformed XML from the S3 server: " + what + " at byte " +
                                            std::to_string(pos));
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 bool is_name_char(char c) {
@@ -249,7 +232,7 @@ expected<std::string> decode_entities(std::string_view text) {
       if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
         return make_error(errc::parse_error, "malformed XML from the S3 server: &" +
                                                  std::string(ent) + "; is not a character");
-      append_utf8(out, cp);
+      utf8::append(out, cp);
     } else {
       return make_error(errc::parse_error, "malformed XML from the S3 server: unknown entity &" +
                                                std::string(ent) + ";");

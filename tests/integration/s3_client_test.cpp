@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "runtime/http/loop.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/s3rver.hpp"
 
@@ -35,45 +36,17 @@ using tidesync::test::run;
 
 const std::string k_bucket = "s3-client-test";
 
-// A deterministic, non-repeating-looking payload.
-std::string payload(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
+using tidesync::test::payload;
 
 class s3_client_test : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    missing_ = test::s3rver_peer::missing();
-    if (!missing_.empty()) return;
-    char tmpl[] = "/tmp/tidesync-s3client-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) return;
-    dir_ = tmpl;
-    port_ = test::s3rver_peer::start(dir_, {k_bucket}, &start_output_);
-  }
-
-  static void TearDownTestSuite() {
-    if (dir_.empty()) return;
-    test::s3rver_peer::stop(dir_);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  void SetUp() override {
-    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(missing_);
-    ASSERT_GT(port_, 0) << "s3rver did not start:\n" << start_output_;
-  }
+  static void SetUpTestSuite() { s3_.start("s3client", {k_bucket}); }
+  static void TearDownTestSuite() { s3_.stop(); }
+  void SetUp() override { TIDESYNC_REQUIRE_S3RVER_SUITE(s3_); }
 
   s3_config config() const {
     s3_config cfg;
-    cfg.endpoint = "http://127.0.0.1:" + std::to_string(port_);
+    cfg.endpoint = s3_.endpoint();
     cfg.access_key_id = "S3RVER";
     cfg.secret_access_key = "S3RVER";
     cfg.max_attempts = 3;
@@ -83,10 +56,7 @@ class s3_client_test : public ::testing::Test {
     return cfg;
   }
 
-  static inline std::string missing_;
-  static inline std::string dir_;
-  static inline std::string start_output_;
-  static inline int port_ = 0;
+  static inline test::s3rver_suite s3_;
   http::loop loop_;
 };
 

@@ -18,6 +18,7 @@
 
 #include "runtime/http/loop.hpp"
 #include "runtime/transfer/s3_client.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/s3rver.hpp"
 
@@ -31,39 +32,13 @@ using env_list = std::vector<std::pair<std::string, std::string>>;
 const std::string k_binary = TIDESYNC_BINARY;
 const std::string k_bucket = "sync-cli-test";
 
-std::string payload(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
+using tidesync::test::payload;
+using tidesync::test::tree;
 void write(const fs::path& p, const std::string& data) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << data;
+  tidesync::test::write_file(p, data);
 }
-
 std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Relative path -> content ("<dir>" for directories).
-std::map<std::string, std::string> tree(const fs::path& root) {
-  std::map<std::string, std::string> out;
-  if (!fs::exists(root)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(root)) {
-    const auto rel = fs::relative(e.path(), root).string();
-    out[rel] = e.is_directory() ? "<dir>" : read(e.path());
-  }
-  return out;
+  return tidesync::test::read_file(p);
 }
 
 // The deleting syncs below need the ownership override when the test runs as root.
@@ -312,42 +287,28 @@ TEST_F(sync_cli_test, a_killed_run_leaves_no_partial_file_and_the_next_run_resum
 
 class sync_cli_s3_test : public sync_cli_test {
  protected:
-  static void SetUpTestSuite() {
-    missing_ = tidesync::test::s3rver_peer::missing();
-    if (!missing_.empty()) return;
-    char tmpl[] = "/var/tmp/tidesync-synccli-s3-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) return;
-    s3dir_ = tmpl;
-    port_ = tidesync::test::s3rver_peer::start(s3dir_, {k_bucket}, &start_output_);
-  }
-  static void TearDownTestSuite() {
-    if (s3dir_.empty()) return;
-    tidesync::test::s3rver_peer::stop(s3dir_);
-    std::error_code ec;
-    fs::remove_all(s3dir_, ec);
-  }
+  static void SetUpTestSuite() { s3_.start("synccli-s3", {k_bucket}); }
+  static void TearDownTestSuite() { s3_.stop(); }
   void SetUp() override {
     sync_cli_test::SetUp();
-    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(missing_);
-    ASSERT_GT(port_, 0) << "s3rver did not start:\n" << start_output_;
+    TIDESYNC_REQUIRE_S3RVER_SUITE(s3_);
   }
   env_list env() const {
     return {{"RCLONE_CONFIG_S3T_TYPE", "s3"},
             {"RCLONE_CONFIG_S3T_PROVIDER", "Other"},
             {"RCLONE_CONFIG_S3T_ACCESS_KEY_ID", "S3RVER"},
             {"RCLONE_CONFIG_S3T_SECRET_ACCESS_KEY", "S3RVER"},
-            {"RCLONE_CONFIG_S3T_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_)}};
+            {"RCLONE_CONFIG_S3T_ENDPOINT", s3_.endpoint()}};
   }
   tidesync::transfer::s3_config config() const {
     tidesync::transfer::s3_config cfg;
-    cfg.endpoint = "http://127.0.0.1:" + std::to_string(port_);
+    cfg.endpoint = s3_.endpoint();
     cfg.access_key_id = "S3RVER";
     cfg.secret_access_key = "S3RVER";
     return cfg;
   }
 
-  static inline std::string missing_, s3dir_, start_output_;
-  static inline int port_ = 0;
+  static inline tidesync::test::s3rver_suite s3_;
 };
 
 TEST_F(sync_cli_s3_test, local_to_s3_to_local_round_trip_with_multipart_and_deletes) {
@@ -364,7 +325,7 @@ TEST_F(sync_cli_s3_test, local_to_s3_to_local_round_trip_with_multipart_and_dele
   ASSERT_TRUE(head) << head.error().to_string();
   // s3rver's ETag does not tell a multipart object apart; its request log does.
   auto parts_logged = [] {
-    const std::string log = read(fs::path(s3dir_) / "s3rver.log");
+    const std::string log = read(fs::path(s3_.dir) / "s3rver.log");
     size_t n = 0;
     for (auto pos = log.find("70mib.bin?partNumber="); pos != std::string::npos;
          pos = log.find("70mib.bin?partNumber=", pos + 1))
@@ -418,7 +379,7 @@ TEST_F(sync_cli_s3_test, seed_commands_with_remote_env_round_trip) {
                   {"REMOTE_PROVIDER", "Minio"},
                   {"REMOTE_ACCESS_KEY_ID", "S3RVER"},
                   {"REMOTE_SECRET_ACCESS_KEY", "S3RVER"},
-                  {"REMOTE_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_)},
+                  {"REMOTE_ENDPOINT", s3_.endpoint()},
                   {"REMOTE_ACL", "private"}};
   auto up = tide({"sync-to-remote", "-s", src_.string(), "-d", k_bucket + "/seed dir"}, env);
   ASSERT_EQ(up.status, 0) << up.output;
@@ -440,7 +401,7 @@ TEST_F(sync_cli_s3_test, sigterm_runs_one_last_sync_to_the_remote) {
   vars.emplace_back("REMOTE_TYPE", "s3");
   vars.emplace_back("REMOTE_ACCESS_KEY_ID", "S3RVER");
   vars.emplace_back("REMOTE_SECRET_ACCESS_KEY", "S3RVER");
-  vars.emplace_back("REMOTE_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_));
+  vars.emplace_back("REMOTE_ENDPOINT", s3_.endpoint());
   // A schedule that does not fire during the test: only the last sync can upload.
   tidesync::test::child c({k_binary, "sync-to-remote", "-s", src_.string(), "-d",
                            k_bucket + "/last", "--schedule", "@every 1h", "-q"},

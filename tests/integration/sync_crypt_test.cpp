@@ -158,40 +158,25 @@ TEST_F(sync_crypt_test, missing_password_is_a_clear_error) {
 
 class sync_crypt_s3_test : public sync_crypt_test {
  protected:
-  static void SetUpTestSuite() {
-    missing_ = tidesync::test::s3rver_peer::missing();
-    if (!missing_.empty()) return;
-    char tmpl[] = "/var/tmp/tidesync-synccrypt-s3-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) return;
-    s3dir_ = tmpl;
-    port_ = tidesync::test::s3rver_peer::start(s3dir_, {k_bucket}, &start_output_);
-  }
-  static void TearDownTestSuite() {
-    if (s3dir_.empty()) return;
-    tidesync::test::s3rver_peer::stop(s3dir_);
-    std::error_code ec;
-    fs::remove_all(s3dir_, ec);
-  }
+  static void SetUpTestSuite() { s3_.start("synccrypt-s3", {k_bucket}); }
+  static void TearDownTestSuite() { s3_.stop(); }
   void SetUp() override {
     sync_crypt_test::SetUp();
     if (HasFatalFailure() || IsSkipped()) return;
-    TIDESYNC_REQUIRE_S3RVER_OR_SKIP(missing_);
-    ASSERT_GT(port_, 0) << "s3rver did not start:\n" << start_output_;
+    TIDESYNC_REQUIRE_S3RVER_SUITE(s3_);
   }
   env_list s3_env() const {
     auto env = crypt_env("s3c:" + k_bucket + "/vault");
-    env.insert(env.end(),
-               {{"RCLONE_CONFIG_S3C_TYPE", "s3"},
-                {"RCLONE_CONFIG_S3C_PROVIDER", "Other"},
-                {"RCLONE_CONFIG_S3C_ACCESS_KEY_ID", "S3RVER"},
-                {"RCLONE_CONFIG_S3C_SECRET_ACCESS_KEY", "S3RVER"},
-                {"RCLONE_CONFIG_S3C_ENDPOINT", "http://127.0.0.1:" + std::to_string(port_)},
-                {"AWS_CA_BUNDLE", ""}});
+    env.insert(env.end(), {{"RCLONE_CONFIG_S3C_TYPE", "s3"},
+                           {"RCLONE_CONFIG_S3C_PROVIDER", "Other"},
+                           {"RCLONE_CONFIG_S3C_ACCESS_KEY_ID", "S3RVER"},
+                           {"RCLONE_CONFIG_S3C_SECRET_ACCESS_KEY", "S3RVER"},
+                           {"RCLONE_CONFIG_S3C_ENDPOINT", s3_.endpoint()},
+                           {"AWS_CA_BUNDLE", ""}});
     return env;
   }
 
-  static inline std::string missing_, s3dir_, start_output_;
-  static inline int port_ = 0;
+  static inline tidesync::test::s3rver_suite s3_;
 };
 
 TEST_F(sync_crypt_s3_test, crypt_over_s3_round_trips_through_rclone) {

@@ -22,6 +22,7 @@
 #include "runtime/http/loop.hpp"
 #include "runtime/transfer/backend.hpp"
 #include "runtime/transfer/remote.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 
 namespace {
@@ -34,39 +35,13 @@ using sys_clock = std::chrono::system_clock;
 
 const std::string k_binary = TIDESYNC_BINARY;
 
-std::string payload(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
+using tidesync::test::payload;
+using tidesync::test::tree;
 void write(const fs::path& p, const std::string& data) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << data;
+  tidesync::test::write_file(p, data);
 }
-
 std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Relative path -> content ("<dir>" for directories).
-std::map<std::string, std::string> tree(const fs::path& root) {
-  std::map<std::string, std::string> out;
-  if (!fs::exists(root)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(root)) {
-    const auto rel = fs::relative(e.path(), root).string();
-    out[rel] = e.is_directory() ? "<dir>" : read(e.path());
-  }
-  return out;
+  return tidesync::test::read_file(p);
 }
 
 sys_clock::time_point mtime(const fs::path& p) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -46,7 +47,40 @@ class s3rver_peer {
   static std::string script() { return std::string(TIDESYNC_SOURCE_DIR) + "/scripts/s3rver.sh"; }
 };
 
+// One s3rver for a test suite: start() in SetUpTestSuite, stop() in TearDownTestSuite, and
+// TIDESYNC_REQUIRE_S3RVER_SUITE in SetUp.
+struct s3rver_suite {
+  std::string missing;  // s3rver_peer::missing()'s answer
+  std::string dir;      // its data, logs and PID file
+  std::string output;   // the start script's output, for a failure message
+  int port = 0;
+
+  void start(const std::string& name, const std::vector<std::string>& buckets) {
+    missing = s3rver_peer::missing();
+    if (!missing.empty()) return;
+    std::string tmpl = "/var/tmp/tidesync-" + name + "-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) return;
+    dir = tmpl;
+    port = s3rver_peer::start(dir, buckets, &output);
+  }
+  void stop() {
+    if (dir.empty()) return;
+    s3rver_peer::stop(dir);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    dir.clear();
+  }
+  [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
 }  // namespace tidesync::test
+
+// In SetUp(): fail or skip as below, and fail when the suite's s3rver did not start.
+#define TIDESYNC_REQUIRE_S3RVER_SUITE(suite)                                   \
+  do {                                                                         \
+    TIDESYNC_REQUIRE_S3RVER_OR_SKIP((suite).missing);                          \
+    ASSERT_GT((suite).port, 0) << "s3rver did not start:\n" << (suite).output; \
+  } while (false)
 
 // In SetUp(): fail when the peer is required, skip otherwise. `missing` is
 // s3rver_peer::missing()'s answer.
