@@ -6,14 +6,17 @@
 // --force-delete-local-dir: the seed's safety valve refuses root-owned targets otherwise (the
 // valve itself is exercised by empty_source_refuses_to_empty_destination).
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/http/loop.hpp"
@@ -281,6 +284,59 @@ TEST_F(sync_cli_test, a_killed_run_leaves_no_partial_file_and_the_next_run_resum
   auto resumed = tide({"sync", src_.string(), dst_.string()});
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_EQ(tree(dst_), tree(src_));
+}
+
+// An S3 endpoint that answers every request with 500 InternalError: retried with backoff,
+// then a clear error, a non-zero exit, and nothing deleted on either side.
+TEST_F(sync_cli_test, server_500s_fail_clearly_after_retries_and_delete_nothing) {
+  httplib::Server svr;
+  std::atomic<int> requests{0};
+  svr.set_logger([](const httplib::Request&, const httplib::Response&) {});
+  auto fail = [&](const httplib::Request&, httplib::Response& res) {
+    ++requests;
+    res.status = 500;
+    res.set_content(
+        "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>We encountered an "
+        "internal error. Please try again.</Message></Error>",
+        "application/xml");
+  };
+  svr.Get(".*", fail);
+  svr.Put(".*", fail);
+  svr.Post(".*", fail);
+  svr.Delete(".*", fail);
+  svr.set_error_handler(fail);
+  const int port = svr.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread server([&] { svr.listen_after_bind(); });
+  struct stop_server {
+    httplib::Server& s;
+    std::thread& t;
+    ~stop_server() {
+      s.stop();
+      t.join();
+    }
+  } stopper{svr, server};
+
+  const env_list env = {
+      {"RCLONE_CONFIG_SICK_TYPE", "s3"},
+      {"RCLONE_CONFIG_SICK_ACCESS_KEY_ID", "id"},
+      {"RCLONE_CONFIG_SICK_SECRET_ACCESS_KEY", "topsecret"},
+      {"RCLONE_CONFIG_SICK_ENDPOINT", "http://127.0.0.1:" + std::to_string(port)}};
+  write(dst_ / "precious.txt", "p");
+  auto down = tide(with_root_override({"sync", "sick:bucket/x", dst_.string()}), env);
+  EXPECT_EQ(down.status, 1) << down.output;
+  EXPECT_NE(down.output.find("500"), std::string::npos) << down.output;
+  EXPECT_NE(down.output.find("InternalError"), std::string::npos) << down.output;
+  EXPECT_NE(down.output.find("nothing was changed"), std::string::npos) << down.output;
+  EXPECT_EQ(down.output.find("topsecret"), std::string::npos) << down.output;
+  EXPECT_TRUE(fs::exists(dst_ / "precious.txt"));
+  EXPECT_GE(requests.load(), 5) << "the listing was retried with backoff before giving up";
+
+  make_source();
+  auto up = tide({"sync", src_.string(), "sick:bucket/x"}, env);
+  EXPECT_EQ(up.status, 1) << up.output;
+  EXPECT_NE(up.output.find("InternalError"), std::string::npos) << up.output;
+  EXPECT_TRUE(fs::exists(src_ / "top.txt"));
 }
 
 // --- against s3rver -----------------------------------------------------------------------
