@@ -14,6 +14,7 @@
 
 #include "config/condition.hpp"
 #include "config/env_var.hpp"
+#include "config/object_meta.hpp"
 #include "config/validation.hpp"
 #include "runtime/error.hpp"
 #include "runtime/json/value.hpp"
@@ -21,28 +22,12 @@
 
 namespace tidesync::config {
 
-inline constexpr std::string_view k_group = "tidesync.io";
-inline constexpr std::string_view k_version = "v1alpha1";
-inline constexpr std::string_view k_api_version = "tidesync.io/v1alpha1";
 inline constexpr std::string_view k_bucket_sync_policy_kind = "BucketSyncPolicy";
 inline constexpr std::string_view k_bucket_sync_kind = "BucketSync";
 // Manual trigger on a BucketSyncPolicy: run now; removed when that sync completes.
 inline constexpr std::string_view k_sync_now_annotation = "tidesync.io/sync-now";
 // The image the Job runs when spec.image is empty.
 inline constexpr std::string_view k_default_rclone_image = "rclone/rclone:1.68.2";
-
-// The metadata the controllers need (the rest stays in the cached JSON).
-struct object_meta {
-  std::string name;
-  std::string namespace_;
-  std::string uid;
-  std::string resource_version;
-  int64_t generation = 0;
-  std::optional<sys_seconds> creation_timestamp;
-  std::optional<sys_seconds> deletion_timestamp;
-  std::map<std::string, std::string> labels;
-  std::map<std::string, std::string> annotations;
-};
 
 // An rclone location "remote:path" split at the first ':' (remote empty when there is none,
 // e.g. "my-bucket" or "/data"). Used for bucket locks and the Job's arguments.

@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <condition_variable>
@@ -402,11 +401,6 @@ int run_rclone(const args& a, const location& src, const location& dst) {
                                      a.positional[0], a.positional[1]};
   argv_s.insert(argv_s.end(), a.rclone_flags.begin(), a.rclone_flags.end());
   if (a.opts.max_transfer > 0) argv_s.emplace_back("--cutoff-mode=cautious");
-  if (a.opts.max_delete != UINT64_MAX &&
-      std::find(argv_s.begin(), argv_s.end(), "--max-delete") == argv_s.end()) {
-    argv_s.emplace_back("--max-delete");
-    argv_s.push_back(std::to_string(a.opts.max_delete));
-  }
   std::vector<std::string> env_s;
   for (char** e = environ; *e != nullptr; ++e)
     env_s.emplace_back(*e);

@@ -1107,6 +1107,8 @@ TEST_P(conformance, deploy_manifests_pass_a_server_side_dry_run) {
   EXPECT_EQ(crds.status, 0) << crds.output;
   EXPECT_TRUE(contains(crds.output, "bucketsyncs.tidesync.io created (server dry run)"))
       << crds.output;
+  EXPECT_TRUE(contains(crds.output, "datasyncs.tidesync.io created (server dry run)"))
+      << crds.output;
   auto controller = kubectl(
       {"apply", "--dry-run=server", "--namespace=tidesync-system", "-f", root + "controller"});
   EXPECT_EQ(controller.status, 0) << controller.output;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/bucketsync.hpp"
+#include "config/datasync.hpp"
 #include "runtime/json/value.hpp"
 
 namespace fs = std::filesystem;
@@ -366,5 +367,169 @@ TEST(Crd, SchemaAndParserRejectTheSameBadValues) {
     EXPECT_FALSE(schema_errors(crd, obj).empty()) << field << " accepted by the schema";
     auto p = parse_bucket_sync_policy(obj);
     EXPECT_FALSE(p.has_value()) << field << " accepted by the parser";
+  }
+}
+
+// DataSync (deploy/crds/tidesync.io_datasyncs.yaml against config/datasync.cpp).
+
+TEST(Crd, DataSyncNamesColumnsAndStructure) {
+  auto crd = load_crd("datasyncs");
+  EXPECT_EQ(crd.get_string("apiVersion"), "apiextensions.k8s.io/v1");
+  EXPECT_EQ(crd.at_path({"metadata", "name"})->as_string(), "datasyncs.tidesync.io");
+  EXPECT_EQ(crd.at_path({"spec", "group"})->as_string(), k_group);
+  EXPECT_EQ(crd.at_path({"spec", "scope"})->as_string(), "Namespaced");
+  const auto* names = crd.at_path({"spec", "names"});
+  EXPECT_EQ(names->get_string("kind"), k_datasync_kind);
+  EXPECT_EQ(names->get_string("plural"), "datasyncs");
+  EXPECT_EQ(strings(names->at("categories")), std::vector<std::string>{"tidesync"});
+  // "ds" is kubectl's short name for DaemonSets, which would shadow ours.
+  EXPECT_EQ(strings(names->at("shortNames")), std::vector<std::string>{"dsync"});
+  std::set<std::string> short_names;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "deploy/crds"))
+    for (const auto& doc : load_documents(entry.path()))
+      for (const auto& s : strings(doc.at_path({"spec", "names", "shortNames"})))
+        EXPECT_TRUE(short_names.insert(s).second) << s << " used twice";
+  const auto& v = version_of(crd);
+  EXPECT_EQ(v.get_string("name"), k_version);
+  EXPECT_TRUE(v.get_bool("served") && v.get_bool("storage"));
+  EXPECT_TRUE(v.at_path({"subresources", "status"}) != nullptr);
+  std::vector<std::string> columns;
+  for (const auto& c : v.at("additionalPrinterColumns")->as_array()) {
+    columns.push_back(c.at("name")->as_string());
+    EXPECT_TRUE(c.at("jsonPath")->as_string() == ".metadata.creationTimestamp" ||
+                path_in_schema(root_schema(crd), c.at("jsonPath")->as_string()))
+        << c.at("jsonPath")->as_string();
+  }
+  for (const char* w : {"Workspace", "Phase", "Queue", "Age"})
+    EXPECT_NE(std::find(columns.begin(), columns.end(), w), columns.end()) << w;
+  std::vector<std::string> errors;
+  check_structural(root_schema(crd), "", errors);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+}
+
+TEST(Crd, DataSyncSchemaFieldsMatchWhatTheParserReads) {
+  auto crd = load_crd("datasyncs");
+  const auto* spec = root_schema(crd).at_path({"properties", "spec"});
+  const auto* status = root_schema(crd).at_path({"properties", "status"});
+  ASSERT_TRUE(spec && status);
+  EXPECT_EQ(keys(spec->at("properties")), as_strings(datasync_spec_fields()));
+  EXPECT_EQ(keys(spec->at_path({"properties", "vms", "items", "properties"})),
+            as_strings(datasync_vm_fields()));
+  EXPECT_EQ(keys(spec->at_path({"properties", "storage", "properties"})),
+            as_strings(datasync_storage_fields()));
+  EXPECT_EQ(keys(status->at("properties")), as_strings(datasync_status_fields()));
+  EXPECT_EQ(keys(status->at("properties")),
+            keys(&static_cast<const json::value&>(to_json(datasync_status{}))));
+  EXPECT_EQ(keys(status->at_path({"properties", "vms", "items", "properties"})),
+            as_strings(datasync_vm_status_fields()));
+
+  // Required: what the parser reports as FieldValueRequired on an empty spec and an empty VM.
+  auto required_of = [](const char* text, const std::string& prefix) {
+    std::vector<std::string> out;
+    auto d = parse_datasync(*json::parse(text));
+    EXPECT_FALSE(d.has_value());
+    if (!d.has_value())
+      for (const auto& c : d.error().causes)
+        if (c.reason == "FieldValueRequired") out.push_back(c.field.substr(prefix.size()));
+    return out;
+  };
+  EXPECT_EQ(sorted(strings(spec->at("required"))), sorted(required_of(R"({"spec": {}})", "spec.")));
+  EXPECT_EQ(sorted(strings(spec->at_path({"properties", "vms", "items", "required"}))),
+            sorted(required_of(R"({"spec": {"workspaceId": "w", "vms": [{}]}})", "spec.vms[0].")));
+  const auto* min_items = spec->at_path({"properties", "vms", "minItems"});
+  const auto* max_items = spec->at_path({"properties", "vms", "maxItems"});
+  ASSERT_TRUE(min_items && max_items);
+  EXPECT_EQ(min_items->as_int(), 1);
+  EXPECT_EQ(max_items->as_int(), static_cast<int64_t>(k_datasync_max_vms));
+
+  // Enums.
+  std::vector<std::string> types, phases, vm_phases;
+  for (auto t : {datasync_source_type::http, datasync_source_type::s3, datasync_source_type::pvc})
+    types.emplace_back(to_string(t));
+  for (auto p : {datasync_phase::queued, datasync_phase::syncing, datasync_phase::succeeded,
+                 datasync_phase::failed})
+    phases.emplace_back(to_string(p));
+  for (auto p : {datasync_vm_phase::pending, datasync_vm_phase::syncing,
+                 datasync_vm_phase::succeeded, datasync_vm_phase::failed})
+    vm_phases.emplace_back(to_string(p));
+  EXPECT_EQ(
+      strings(spec->at_path({"properties", "vms", "items", "properties", "sourceType", "enum"})),
+      types);
+  EXPECT_EQ(strings(status->at_path({"properties", "phase", "enum"})), phases);
+  EXPECT_EQ(strings(status->at_path({"properties", "vms", "items", "properties", "phase", "enum"})),
+            vm_phases);
+  for (const auto& mode : strings(spec->at_path(
+           {"properties", "storage", "properties", "accessModes", "items", "enum"}))) {
+    auto d = parse_datasync(*json::parse(
+        R"({"spec": {"workspaceId": "w", "vms": [{"name": "a", "sourceType": "http",
+            "url": "http://h/x"}], "storage": {"accessModes": [")" +
+        mode + R"("]}}})"));
+    EXPECT_TRUE(d.has_value()) << mode;
+  }
+}
+
+// A full DataSync passes both; each bad value is refused by the schema (kubectl apply fails)
+// AND by the parser. The checks the schema cannot express (URL against sourceType, duplicate
+// names, quantities beyond the pattern) are the parser's alone: config_datasync_test.cpp.
+TEST(Crd, DataSyncSchemaAndParserAgree) {
+  auto crd = load_crd("datasyncs");
+  const char* base = R"({"apiVersion": "tidesync.io/v1alpha1", "kind": "DataSync",
+      "metadata": {"name": "ws-035-v7"},
+      "spec": {"workspaceId": "035", "version": "7",
+               "vms": [{"name": "base", "sourceType": "http",
+                        "url": "https://images.example.com/base.qcow2",
+                        "checksum": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                        "size": 10737418240},
+                       {"name": "tools", "sourceType": "s3", "url": "s3://images/tools.qcow2"},
+                       {"name": "golden", "sourceType": "pvc",
+                        "url": "pvc://golden-images/disk.img"}],
+               "secretRef": {"name": "image-credentials"},
+               "storage": {"storageClassName": "fast", "size": "20Gi",
+                           "accessModes": ["ReadWriteOnce"]}},
+      "status": {"phase": "Syncing", "retryCount": 0, "observedGeneration": 1,
+                 "vms": [{"name": "base", "phase": "Syncing", "bytes": 5}]}})";
+  ASSERT_TRUE(schema_errors(crd, *json::parse(base)).empty())
+      << schema_errors(crd, *json::parse(base)).front();
+  std::vector<std::string> warnings;
+  auto ok = parse_datasync(*json::parse(base), &warnings);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_TRUE(warnings.empty());
+  // The status the controller writes passes the schema too (nulls included).
+  datasync_status s;
+  s.phase = datasync_phase::queued;
+  s.queue_position = 1;
+  s.vms.push_back({"base", datasync_vm_phase::pending, 0, {}, {}, {}});
+  auto with_status = *json::parse(base);
+  with_status.as_object().set("status", to_json(s));
+  EXPECT_TRUE(schema_errors(crd, with_status).empty()) << schema_errors(crd, with_status).front();
+
+  std::vector<std::pair<std::vector<std::string_view>, json::value>> bad = {
+      {{"workspaceId"}, "WS-1"},
+      {{"workspaceId"}, std::string(64, 'a')},
+      {{"version"}, "v 7"},
+      {{"vms", "0", "name"}, "Base"},
+      {{"vms", "0", "sourceType"}, "ftp"},
+      {{"vms", "0", "url"}, "not a url"},
+      {{"vms", "0", "checksum"}, "sha1:0a"},
+      {{"vms", "0", "size"}, -1},
+      {{"vms", "0", "url"}, nullptr},
+      {{"storage", "size"}, "20GB"},
+      {{"storage", "size"}, "-1Gi"},
+      {{"storage", "size"}, 20},
+      {{"storage", "accessModes"}, json::array{"RWO"}},
+      {{"secretRef"}, json::object{}},
+  };
+  for (const auto& [path, value] : bad) {
+    auto obj = *json::parse(base);
+    json::value* at = &obj["spec"];
+    for (size_t i = 0; i + 1 < path.size(); ++i)
+      at = at->is_array() ? &at->as_array().at(std::stoul(std::string(path[i]))) : &(*at)[path[i]];
+    if (value.is_null())
+      at->as_object().erase(path.back());
+    else
+      at->as_object().set(path.back(), value);
+    std::string where(path.back());
+    EXPECT_FALSE(schema_errors(crd, obj).empty()) << where << " accepted by the schema";
+    EXPECT_FALSE(parse_datasync(obj).has_value()) << where << " accepted by the parser";
   }
 }
