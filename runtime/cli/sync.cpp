@@ -120,9 +120,9 @@ void usage(std::FILE* out, command c) {
       "                             protect (empty source, system directory, foreign owner)\n"
       "  --force-delete-remote-dir  allow an empty source to empty a remote destination\n"
       "  -v, --verbose              one line per file copied or deleted\n\n"
-      "Exit codes: 0 done, 1 failed (nothing deleted when a copy failed), 2 bad usage,\n"
-      "8 --max-transfer reached (run again for the rest), 9 nothing transferred (with\n"
-      "--error-on-no-transfer).\n");
+      "Exit codes: 0 done, 1 failed (nothing changed, or no file could be copied), 2 bad\n"
+      "usage, 6 partial (some files copied, some failed; nothing deleted), 8 --max-transfer\n"
+      "reached (run again for the rest), 9 nothing transferred (with --error-on-no-transfer).\n");
 }
 
 bool parse_number(const std::string& text, uint64_t& out) {
@@ -375,7 +375,8 @@ int run_native(const args& a, const location& src, const location& dst) {
               r->copied, r->bytes, r->deleted, r->unchanged, r->failed, r->seconds,
               r->seconds > 0 ? mib / r->seconds : 0.0);
   std::fflush(stdout);
-  if (r->failed > 0) return 1;
+  // Partial: some files moved and some failed (nothing was deleted): the next run finishes.
+  if (r->failed > 0) return r->copied > 0 ? 6 : 1;
   if (r->max_transfer_reached) return 8;
   if (a.error_on_no_transfer && r->copied == 0) return 9;
   return 0;

@@ -339,6 +339,63 @@ TEST_F(sync_cli_test, server_500s_fail_clearly_after_retries_and_delete_nothing)
   EXPECT_TRUE(fs::exists(src_ / "top.txt"));
 }
 
+// Some uploads fail (the server refuses one key), others succeed: exit 6 (partial), the
+// failure named, and no delete sent even though the destination has a file to delete.
+TEST_F(sync_cli_test, partial_failure_exits_6_and_deletes_nothing) {
+  httplib::Server svr;
+  std::atomic<int> deletes{0}, puts_ok{0};
+  svr.set_logger([](const httplib::Request&, const httplib::Response&) {});
+  svr.Get(".*", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>bucket</Name>"
+        "<Prefix>x/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+        "<IsTruncated>false</IsTruncated><Contents><Key>x/extra.txt</Key><Size>5</Size>"
+        "<LastModified>2026-01-01T00:00:00.000Z</LastModified>"
+        "<ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag></Contents>"
+        "</ListBucketResult>",
+        "application/xml");
+  });
+  svr.Put(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.find("refused") != std::string::npos) {
+      res.status = 500;
+      res.set_content("<Error><Code>InternalError</Code><Message>no</Message></Error>",
+                      "application/xml");
+      return;
+    }
+    ++puts_ok;
+    res.set_header("ETag", "\"d41d8cd98f00b204e9800998ecf8427e\"");
+  });
+  svr.Delete(".*", [&](const httplib::Request&, httplib::Response& res) {
+    ++deletes;
+    res.status = 204;
+  });
+  const int port = svr.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread server([&] { svr.listen_after_bind(); });
+  struct stop_server {
+    httplib::Server& s;
+    std::thread& t;
+    ~stop_server() {
+      s.stop();
+      t.join();
+    }
+  } stopper{svr, server};
+
+  make_source();
+  write(src_ / "refused.txt", "the server refuses this key");
+  const env_list env = {
+      {"RCLONE_CONFIG_HALF_TYPE", "s3"},
+      {"RCLONE_CONFIG_HALF_ACCESS_KEY_ID", "id"},
+      {"RCLONE_CONFIG_HALF_SECRET_ACCESS_KEY", "secret"},
+      {"RCLONE_CONFIG_HALF_ENDPOINT", "http://127.0.0.1:" + std::to_string(port)}};
+  auto r = tide({"sync", src_.string(), "half:bucket/x"}, env);
+  EXPECT_EQ(r.status, 6) << r.output;
+  EXPECT_NE(r.output.find("copy refused.txt"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("nothing was deleted"), std::string::npos) << r.output;
+  EXPECT_EQ(puts_ok.load(), 5) << "the other files were uploaded";
+  EXPECT_EQ(deletes.load(), 0) << "x/extra.txt is not deleted after a failed copy";
+}
+
 // --- against s3rver -----------------------------------------------------------------------
 
 class sync_cli_s3_test : public sync_cli_test {
