@@ -24,6 +24,8 @@ constexpr command commands[] = {
      tidesync::cli::run_sync_to_remote},
     {"remote-to-local-sync", "make a local directory equal to the REMOTE_* remote's BUCKET/PATH",
      tidesync::cli::run_remote_to_local_sync},
+    {"agent", "commands that run inside DataSync Jobs and workspace pods",
+     tidesync::cli::run_agent},
     {"version", "print the version", tidesync::cli::run_version},
 };
 

@@ -59,9 +59,6 @@ bool seed_command(command c) {
   return c == command::sync_to_remote || c == command::remote_to_local;
 }
 
-// The remote name the seed commands use; REMOTE_* configures it.
-constexpr const char* k_seed_remote = "remote";
-
 void usage(std::FILE* out, command c) {
   const char* name = command_name(c);
   if (seed_command(c)) {
@@ -328,17 +325,6 @@ std::optional<int> parse_args(int argc, char** argv, args& a) {
   return std::nullopt;
 }
 
-// REMOTE_X configures the seed commands' remote, RCLONE_CONFIG_REMOTE_X as a fallback.
-env_lookup seed_env(env_lookup base) {
-  return [base = std::move(base)](const std::string& name) -> std::optional<std::string> {
-    static const std::string prefix = "RCLONE_CONFIG_REMOTE_";
-    if (name.rfind(prefix, 0) == 0) {
-      if (auto v = base("REMOTE_" + name.substr(prefix.size()))) return v;
-    }
-    return base(name);
-  };
-}
-
 // One run: the engine, the summary, the exit code.
 int run_native(const args& a, const location& src, const location& dst) {
   const char* name = command_name(a.cmd);
@@ -534,7 +520,7 @@ int run(command cmd, int argc, char** argv) {
   if (auto code = parse_args(argc, argv, a)) return *code;
   const char* name = command_name(cmd);
   env_lookup env = process_env();
-  if (seed_command(cmd)) env = seed_env(std::move(env));
+  if (seed_command(cmd)) env = with_seed_remote(std::move(env));
   auto src = parse_location(a.positional[0], env);
   if (!src) {
     std::fprintf(stderr, "tidesync %s: source: %s\n", name, src.error().message.c_str());

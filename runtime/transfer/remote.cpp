@@ -217,6 +217,16 @@ env_lookup process_env() {
   };
 }
 
+env_lookup with_seed_remote(env_lookup base) {
+  return [base = std::move(base)](const std::string& name) -> std::optional<std::string> {
+    static const std::string prefix = "RCLONE_CONFIG_REMOTE_";
+    if (name.rfind(prefix, 0) == 0) {
+      if (auto v = base("REMOTE_" + name.substr(prefix.size()))) return v;
+    }
+    return base(name);
+  };
+}
+
 expected<location> parse_location(std::string_view text, const env_lookup& env) {
   return parse_location_at(text, env, 0);
 }

@@ -69,6 +69,12 @@ using env_lookup = std::function<std::optional<std::string>(const std::string&)>
 // The process environment.
 env_lookup process_env();
 
+// The seed's convention (issue 5, seed 004): REMOTE_<KEY> configures the remote named
+// "remote", with RCLONE_CONFIG_REMOTE_<KEY> as the fallback. Used by the seed commands and by
+// `tidesync agent populate`.
+inline constexpr const char* k_seed_remote = "remote";
+env_lookup with_seed_remote(env_lookup base);
+
 // errc::config_error for an unknown remote, an unsupported type or missing credentials (the
 // message names the variables to set, never their values); errc::invalid_argument for a
 // malformed location (empty, no bucket).
