@@ -36,7 +36,13 @@ void check_type_meta(const json::value& object, std::string_view kind, problems&
 
 std::string object_label(std::string_view kind, const object_meta& m) {
   std::string s(kind);
-  if (!m.name.empty()) s += " " + (m.namespace_.empty() ? "" : m.namespace_ + "/") + m.name;
+  if (m.name.empty()) return s;
+  s += ' ';
+  if (!m.namespace_.empty()) {
+    s += m.namespace_;
+    s += '/';
+  }
+  s += m.name;
   return s;
 }
 
