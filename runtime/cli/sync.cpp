@@ -406,9 +406,18 @@ int run_rclone(const args& a, const location& src, const location& dst) {
   env_p.push_back(nullptr);
   const char* rclone = std::getenv("TIDESYNC_RCLONE");
   const std::string path = rclone != nullptr && *rclone != '\0' ? rclone : "rclone";
+  // rclone gets an empty signal mask: --schedule blocks SIGTERM/SIGINT in this process (they
+  // go to its signal thread), and a child must not inherit that.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  if (int rc = ::posix_spawnp(&pid, path.c_str(), nullptr, nullptr, argv_p.data(), env_p.data());
-      rc != 0) {
+  const int rc = ::posix_spawnp(&pid, path.c_str(), nullptr, &attr, argv_p.data(), env_p.data());
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
     std::fprintf(stderr,
                  "tidesync %s: cannot start %s: %s; install rclone or set TIDESYNC_RCLONE, or "
                  "use --engine=native\n",
