@@ -25,6 +25,7 @@
 #include "runtime/transfer/backend.hpp"
 #include "runtime/transfer/http_listing.hpp"
 #include "runtime/transfer/range_reader.hpp"
+#include "runtime/transfer/s3_client.hpp"
 #include "runtime/transfer/s3_xml.hpp"
 
 namespace tidesync::transfer {
@@ -186,7 +187,8 @@ class http_backend final : public backend {
     bool ranges;
     {
       std::lock_guard lock(mu_);
-      url = single_file_url_.empty() ? dir_url_ + encode_url_path(e.path) : single_file_url_;
+      url = single_file_url_.empty() ? dir_url_ + uri_encode(e.path, /*keep_slash=*/true)
+                                     : single_file_url_;
       ranges = ranges_.count(e.path) > 0;
     }
     if (ranges && e.size > opts_.multipart_threshold) {
@@ -312,7 +314,7 @@ class http_backend final : public backend {
       while (!failure && in_flight < limit && !todo.empty()) {
         task t = std::move(todo.front());
         todo.pop_front();
-        std::string url = root + encode_url_path(t.rel);
+        std::string url = root + uri_encode(t.rel, /*keep_slash=*/true);
         if (t.dir && !t.rel.empty()) url += '/';
         ++in_flight;
         fetch(loop_, make_request(t.dir ? "GET" : "HEAD", url),

@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "runtime/transfer/backend.hpp"
+#include "runtime/transfer/s3_client.hpp"
 
 namespace tidesync::transfer {
 namespace {
@@ -42,35 +43,6 @@ struct slist {
   ~slist() { curl_slist_free_all(head); }
   void add(const std::string& s) { head = curl_slist_append(head, s.c_str()); }
 };
-
-// Percent-encodes one path element for a URL (RFC 3986 unreserved characters stay).
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::string url_encode_path(const std::string& path) {
-  std::string out;
-  size_t start = 0;
-  for (;;) {
-    const size_t slash = path.find('/', start);
-    out += url_encode(path.substr(start, slash - start));
-    if (slash == std::string::npos) break;
-    out += '/';
-    start = slash + 1;
-  }
-  return out;
-}
 
 // A name for curl's quote commands: double-quoted, with '\' and '"' escaped.
 std::string quote_arg(const std::string& s) {
@@ -384,8 +356,9 @@ class sftp_backend final : public backend {
     return join(root_, rel);
   }
   [[nodiscard]] std::string url_of(const std::string& path) const {
-    if (!path.empty() && path.front() == '/') return base_url_ + url_encode_path(path);
-    return base_url_ + "/~/" + url_encode_path(path);
+    if (!path.empty() && path.front() == '/')
+      return base_url_ + uri_encode(path, /*keep_slash=*/true);
+    return base_url_ + "/~/" + uri_encode(path, /*keep_slash=*/true);
   }
   [[nodiscard]] std::string file_url(const std::string& rel) const {
     return url_of(remote_path(rel));

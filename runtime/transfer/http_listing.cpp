@@ -206,23 +206,6 @@ std::string decode_html_entities(std::string_view text) {
   return out;
 }
 
-std::string encode_url_path(std::string_view path) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(path.size() * 3);
-  for (char ch : path) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-      out += ch;
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::vector<listing_link> parse_listing(std::string_view html, std::string_view dir_url) {
   std::vector<listing_link> out;
   url_parts base;

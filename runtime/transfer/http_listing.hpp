@@ -24,8 +24,4 @@ std::vector<listing_link> parse_listing(std::string_view html, std::string_view 
 // "&amp;" → "&", numeric and the common named entities; unknown ones are kept as written.
 std::string decode_html_entities(std::string_view text);
 
-// Percent-encodes every byte outside RFC 3986's unreserved set, keeping '/': a relative path
-// ready to append to a directory URL.
-std::string encode_url_path(std::string_view path);
-
 }  // namespace tidesync::transfer
