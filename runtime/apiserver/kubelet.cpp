@@ -186,6 +186,9 @@ struct job_run {
   std::string container_started;
   std::string pod_reason;  // status.reason when the pod ends ("DeadlineExceeded")
   std::optional<steady::time_point> kill_at;  // SIGKILL after SIGTERM when still alive
+  // The local file behind the container's terminationMessagePath: read into
+  // state.terminated.message when the process exits.
+  std::string termination_log;
 };
 
 struct dying_process {
@@ -586,6 +589,16 @@ struct kubelet::state {
         if (!sub.empty()) host = (fs::path(host) / sub).string();
         mounts.emplace_back(mp, host);
       }
+    // terminationMessagePath (default /dev/termination-log) is a per-pod file, as the kubelet
+    // bind-mounts one; its content becomes state.terminated.message.
+    std::string tm_path(c->get_string("terminationMessagePath", "/dev/termination-log"));
+    if (!tm_path.empty() && tm_path.front() == '/') {
+      std::error_code tec;
+      fs::create_directories(pod_dir, tec);
+      r.termination_log = (pod_dir / "termination-log").string();
+      fs::remove(r.termination_log, tec);
+      mounts.emplace_back(tm_path, r.termination_log);
+    }
     std::sort(mounts.begin(), mounts.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     for (auto& kv : env)
@@ -814,6 +827,15 @@ struct kubelet::state {
     }
     t.set("exitCode", code);
     t.set("reason", code == 0 ? "Completed" : "Error");
+    if (!r.termination_log.empty()) {
+      // As the kubelet: at most 4096 bytes of the file.
+      std::ifstream in(r.termination_log, std::ios::binary);
+      std::string msg(4096, '\0');
+      in.read(msg.data(), static_cast<std::streamsize>(msg.size()));
+      msg.resize(static_cast<size_t>(in.gcount()));
+      if (!msg.empty()) t.set("message", std::move(msg));
+      r.termination_log.clear();
+    }
     t.set("startedAt", r.container_started);
     t.set("finishedAt", now);
     bool ok = code == 0 && r.pod_reason.empty();
