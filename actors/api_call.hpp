@@ -7,6 +7,7 @@
 #pragma once
 
 #include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -39,5 +40,13 @@ class api_calls {
   uint64_t next_ = 1;
   std::unordered_map<uint64_t, continuation> pending_;
 };
+
+// Sends `call(callback)` and runs `k` with the answer on `self` (an actor whose state has an
+// `api_calls calls` member and whose interface takes `(atom::api, api_reply)`).
+template <class Self, class Call, class Cont>
+void call_api(Self self, Call&& call, Cont&& k) {
+  auto token = self->state.calls.expect(std::forward<Cont>(k));
+  call(reply_to(caf::actor_cast<caf::actor>(self), token));
+}
 
 }  // namespace tidesync::actors

@@ -176,10 +176,12 @@ admission admit(const std::vector<queued_item>& queue, int syncing, const datasy
   int slots = std::max(0, policy.concurrency - std::max(0, syncing));
   int position = 0;
   std::optional<sys_seconds> earliest_waiting;
+  bool held = false;  // a pending item was passed: nothing younger starts
   for (std::size_t i : order) {
     const auto& item = queue[i];
     bool waiting = item.not_before && *item.not_before > now;
-    if (!waiting && slots > 0) {
+    held = held || item.pending;
+    if (!waiting && !held && slots > 0) {
       a.start.push_back(i);
       --slots;
       continue;
@@ -191,7 +193,7 @@ admission admit(const std::vector<queued_item>& queue, int syncing, const datasy
   a.free_slots = slots;
   // A slot left over means every item not waiting has started; the first backoff to expire
   // can take it then. Without a free slot the next admission comes with the next change.
-  if (slots > 0) a.wake_at = earliest_waiting;
+  if (slots > 0 && !held) a.wake_at = earliest_waiting;
   return a;
 }
 

@@ -88,6 +88,10 @@ struct queued_item {
   std::string uid;
   sys_seconds created;                    // metadata.creationTimestamp
   std::optional<sys_seconds> not_before;  // status.nextRetryTime while waiting out a backoff
+  // New or changed, its Queued status not written yet: it holds its place in the FIFO (nothing
+  // younger starts before it, so a burst of creations starts in creation order) and has a
+  // position, but does not start until it is written.
+  bool pending = false;
 };
 
 struct admission {
@@ -113,6 +117,7 @@ std::string queue_key(std::string_view ns, std::string_view name);
 // max(0, concurrency - syncing) of them. An item in backoff is skipped, not waited for: a
 // later item may start ahead of it, so a retrying DataSync does not hold a slot idle; it keeps
 // its place and starts at the first admission after its nextRetryTime with a free slot.
+// A pending item stops admission at its place (see queued_item::pending).
 // A lowered concurrency never stops running syncs: nothing starts until syncing < concurrency.
 // O(n log n); deterministic (independent of the input order).
 admission admit(const std::vector<queued_item>& queue, int syncing, const datasync_policy& policy,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "actors/api_types.hpp"
+#include "actors/datasync_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 #include "actors/type_ids.hpp"
@@ -102,8 +103,26 @@ using controller_actor = caf::typed_actor<
     // Internal: refresh the queue gauges from the scheduler's stats (every few seconds).
     caf::reacts_to<atom::tick, uint64_t>>;
 
-// One per object (a BucketSync, a BucketSyncPolicy): runs one reconcile at a time — reads the
-// newest cached object, calls the kind's pure step function, performs its actions through
+// The DataSync admission queue (docs/datasync.md, "Queue and admission"): one per controller
+// process. Holds the policy ConfigMap and an index of every DataSync's phase, runs the pure
+// admission (global FIFO by creation time, `concurrency` slots counted from the API plus the
+// slots it reserved and has not yet seen written) and wakes the DataSyncs it admits, and those
+// whose queue position moved enough to be worth a status write.
+using datasync_queue_actor = caf::typed_actor<
+    // A DataSync or a ConfigMap of the controller's namespace changed (listener_actor).
+    caf::reacts_to<atom::changed, std::string, std::string>,
+    // From a DataSync's resource actor: may `key` start (a reserved slot), its position, the
+    // policy in force. Answered at once.
+    caf::replies_to<atom::ask, std::string>::with<queue_answer>,
+    // The DataSync controller: where wakes go (`wake, key`).
+    caf::reacts_to<atom::attach, controller_actor>,
+    // Internal: run admission once for the changes seen since the last run.
+    caf::reacts_to<atom::flush>,
+    // Internal: a backoff expired (stale generations are dropped).
+    caf::reacts_to<atom::tick, uint64_t>>;
+
+// One per object (a BucketSync, a BucketSyncPolicy, a DataSync): runs one reconcile at a time —
+// reads the newest cached object, calls the kind's pure step function, performs its actions through
 // asynchronous API calls, writes status — and answers `done` to its controller.
 using resource_actor = caf::typed_actor<
     // Reconcile now; `attempt` is 1 + the key's consecutive transient failures.

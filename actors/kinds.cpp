@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "actors/bucketsync_actor.hpp"
+#include "actors/datasync_actor.hpp"
 #include "actors/events.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics/metrics.hpp"
@@ -101,6 +102,40 @@ controller_hooks policy_hooks(std::shared_ptr<const controller_context> ctx) {
   h.spawn = [ctx](caf::actor_system& sys, const std::string& key, controller_actor c) {
     return sys.spawn(policy_actor, key, ctx, std::move(c));
   };
+  return h;
+}
+
+controller_hooks datasync_hooks(std::shared_ptr<const controller_context> ctx) {
+  controller_hooks h;
+  h.name = "datasync";
+  h.own = ctx->datasyncs;
+  auto jobs = owner_mapper(ctx->datasync_jobs, config::k_datasync_kind);
+  auto claims = owner_mapper(ctx->datasync_claims, config::k_datasync_kind);
+  h.map = [ctx, jobs, claims](const std::string& resource, const std::string& key) {
+    if (resource == ctx->datasync_pods->resource) {
+      // A pod of a populate Job: its Job's owner (a deleted pod: its Job's change covers it).
+      auto pod = ctx->datasync_pods->cache().get(key);
+      if (!pod) return std::string();
+      const auto* job_name = pod->meta.label("job-name");
+      auto job = job_name ? ctx->datasync_jobs->cache().get(pod->meta.ns, *job_name) : nullptr;
+      if (!job) return std::string();
+      auto doc = job->parse();
+      return doc ? controller_owner_key(*doc, config::k_datasync_kind) : std::string();
+    }
+    auto owner = jobs(resource, key);
+    return owner.empty() ? claims(resource, key) : owner;
+  };
+  h.spawn = [ctx](caf::actor_system& sys, const std::string& key, controller_actor c) {
+    return sys.spawn(datasync_actor, key, ctx, std::move(c));
+  };
+  if (ctx->metrics) {
+    h.on_tick = [ctx] {
+      size_t n = 0;
+      for (const auto& o : ctx->datasyncs->cache().list())
+        if (o->raw->find(R"("phase":"Syncing")") != std::string::npos) ++n;
+      ctx->metrics->syncs_running("DataSync", static_cast<double>(n));
+    };
+  }
   return h;
 }
 

@@ -1,4 +1,4 @@
-// The two kinds of issue 4 plugged into the generic controller (actors/controller.hpp): how a
+// The kinds plugged into the generic controller (actors/controller.hpp): how a
 // BucketSync and a BucketSyncPolicy get their resource actors, and which changes of other
 // resources wake them (a Job → its BucketSync; a BucketSync → its policy).
 #pragma once
@@ -15,6 +15,9 @@ namespace tidesync::actors {
 
 controller_hooks bucket_sync_hooks(std::shared_ptr<const controller_context> ctx);
 controller_hooks policy_hooks(std::shared_ptr<const controller_context> ctx);
+// DataSync (docs/datasync.md): its Jobs and claims map to their owner; a populate pod maps
+// through its Job.
+controller_hooks datasync_hooks(std::shared_ptr<const controller_context> ctx);
 
 // "namespace/name" of the object's controller ownerReference of `kind`, "" when none.
 std::string controller_owner_key(const json::value& object, std::string_view kind);

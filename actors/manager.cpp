@@ -2,11 +2,13 @@
 
 #include <caf/all.hpp>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 #include <utility>
 
 #include "actors/controller.hpp"
+#include "actors/datasync_queue.hpp"
 #include "actors/kinds.hpp"
 #include "actors/lease_writer.hpp"
 #include "actors/lock_manager.hpp"
@@ -64,10 +66,27 @@ struct manager::impl {
   std::unique_ptr<caf::actor_system> sys;
   std::shared_ptr<controller_context> ctx;
   std::vector<watcher_actor> watchers;
+  // Which watchers each controller listens to (by the informer it owns).
+  std::map<const watched*, watcher_actor> watcher_of;
   std::shared_ptr<lease_writer> leases;
   lock_manager_actor locks;
   controller_actor bucket_sync_controller;
   controller_actor policy_controller;
+  controller_actor datasync_controller;
+  datasync_queue_actor datasync_queue;
+
+  [[nodiscard]] std::vector<std::shared_ptr<watched>> informers() const {
+    return {ctx->bucket_syncs,    ctx->policies,          ctx->jobs,
+            ctx->datasyncs,       ctx->datasync_jobs,     ctx->datasync_pods,
+            ctx->datasync_claims, ctx->policy_config_maps};
+  }
+  [[nodiscard]] std::vector<watcher_actor> watchers_for(
+      std::initializer_list<std::shared_ptr<watched>> sources) const {
+    std::vector<watcher_actor> out;
+    for (const auto& w : sources)
+      out.push_back(watcher_of.at(w.get()));
+    return out;
+  }
   bool watching = false;
   bool running = false;
   bool stopped = false;
@@ -108,6 +127,19 @@ expected<void> manager::start_watching() {
   watch::watcher_options jo;
   jo.label_selector = std::string(config::k_bucket_sync_label);
   ctx->jobs = make_watched(m.client, m.loop, k8s::resources::jobs(), wns, jo);
+  // DataSync: the kind, and what it owns by its label (populate pods carry it too).
+  ctx->datasyncs = make_watched(m.client, m.loop, datasyncs_resource(), wns);
+  watch::watcher_options owned;
+  owned.label_selector = std::string(config::k_datasync_label);
+  ctx->datasync_jobs = make_watched(m.client, m.loop, k8s::resources::jobs(), wns, owned);
+  ctx->datasync_pods = make_watched(m.client, m.loop, k8s::resources::pods(), wns, owned);
+  ctx->datasync_claims =
+      make_watched(m.client, m.loop, k8s::resources::persistentvolumeclaims(), wns, owned);
+  // The policy ConfigMap lives in the controller's namespace (its ConfigMaps are few).
+  ctx->policy_config_maps =
+      make_watched(m.client, m.loop, k8s::resources::configmaps(), m.options.ns);
+  ctx->controller_namespace = m.options.ns;
+  ctx->populate = m.options.populate;
   ctx->metrics = m.options.metrics;
   ctx->job_settings = m.options.job;
   ctx->zoneinfo_root = m.options.zoneinfo_root;
@@ -115,8 +147,10 @@ expected<void> manager::start_watching() {
     return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   };
   m.ctx = ctx;
-  for (const auto& w : {ctx->bucket_syncs, ctx->policies, ctx->jobs})
+  for (const auto& w : m.informers()) {
     m.watchers.push_back(m.sys->spawn(watcher, w));
+    m.watcher_of[w.get()] = m.watchers.back();
+  }
   m.watching = true;
   return {};
 }
@@ -125,7 +159,7 @@ std::string manager::unsynced() const {
   auto& m = *impl_;
   if (!m.ctx) return "everything (not watching yet)";
   std::string out;
-  for (const auto& w : {m.ctx->bucket_syncs, m.ctx->policies, m.ctx->jobs})
+  for (const auto& w : m.informers())
     if (!w->informer->has_synced()) out += (out.empty() ? "" : ", ") + w->resource;
   return out;
 }
@@ -150,11 +184,21 @@ expected<void> manager::start_controllers() {
   std::shared_ptr<lease_sink> sink = std::make_shared<counting_sink>(m.leases, m.options.metrics);
   m.locks = m.sys->spawn(lock_manager, lo, std::move(*existing), std::move(sink));
   m.ctx->locks = m.locks;
+  m.datasync_queue = m.sys->spawn(datasync_queue, std::shared_ptr<const controller_context>(m.ctx));
+  m.ctx->datasync_queue = m.datasync_queue;
   std::shared_ptr<const controller_context> ctx = m.ctx;
   m.bucket_sync_controller =
-      m.sys->spawn(controller, bucket_sync_hooks(ctx), ctx, m.options.bucket_syncs, m.watchers);
-  m.policy_controller =
-      m.sys->spawn(controller, policy_hooks(ctx), ctx, m.options.policies, m.watchers);
+      m.sys->spawn(controller, bucket_sync_hooks(ctx), ctx, m.options.bucket_syncs,
+                   m.watchers_for({ctx->bucket_syncs, ctx->jobs}));
+  m.policy_controller = m.sys->spawn(controller, policy_hooks(ctx), ctx, m.options.policies,
+                                     m.watchers_for({ctx->policies, ctx->bucket_syncs}));
+  m.datasync_controller = m.sys->spawn(controller, datasync_hooks(ctx), ctx, m.options.datasyncs,
+                                       m.watchers_for({ctx->datasyncs, ctx->datasync_jobs,
+                                                       ctx->datasync_pods, ctx->datasync_claims}));
+  auto queue_listener = caf::actor_cast<listener_actor>(m.datasync_queue);
+  for (const auto& w : m.watchers_for({ctx->datasyncs, ctx->policy_config_maps}))
+    caf::anon_send(w, atom::subscribe_v, queue_listener);
+  caf::anon_send(m.datasync_queue, atom::attach_v, m.datasync_controller);
   m.running = true;
   log::get("controller")->info("controllers started (lock Leases in namespace {})", m.options.ns);
   return {};
@@ -163,8 +207,9 @@ expected<void> manager::start_controllers() {
 bool manager::synced() const {
   auto& m = *impl_;
   if (!m.ctx) return false;
-  return m.ctx->bucket_syncs->informer->has_synced() && m.ctx->policies->informer->has_synced() &&
-         m.ctx->jobs->informer->has_synced();
+  for (const auto& w : m.informers())
+    if (!w->informer->has_synced()) return false;
+  return true;
 }
 
 bool manager::controllers_running() const {
@@ -179,15 +224,23 @@ void manager::stop() {
   if (m.running) {
     caf::anon_send_exit(m.bucket_sync_controller, shutdown);
     caf::anon_send_exit(m.policy_controller, shutdown);
+    caf::anon_send_exit(m.datasync_controller, shutdown);
+    caf::anon_send_exit(m.datasync_queue, shutdown);
     caf::anon_send_exit(m.locks, shutdown);
   }
   for (auto& w : m.watchers)
     caf::anon_send_exit(w, shutdown);
   m.watchers.clear();
+  m.watcher_of.clear();
   m.bucket_sync_controller = nullptr;
   m.policy_controller = nullptr;
+  m.datasync_controller = nullptr;
+  m.datasync_queue = nullptr;
   m.locks = nullptr;
-  if (m.ctx) m.ctx->locks = nullptr;
+  if (m.ctx) {
+    m.ctx->locks = nullptr;
+    m.ctx->datasync_queue = nullptr;
+  }
   m.sys->await_all_actors_done();
   if (m.leases && !m.leases->flush(std::chrono::seconds(5)))
     log::get("controller")->warn("some lock Lease writes did not finish before shutdown");

@@ -1,7 +1,7 @@
 // The controller process's actor system and its wiring (docs/controller.md): informers and
-// watcher actors, the lock manager with its Lease writer, and the BucketSync and
-// BucketSyncPolicy controllers. The CLI (`tidesync controller`, `tidesync simulate`) creates
-// one, starts watching, and starts the controllers when it leads.
+// watcher actors, the lock manager with its Lease writer, the BucketSync, BucketSyncPolicy and
+// DataSync controllers and the DataSync queue. The CLI (`tidesync controller`, `tidesync simulate`)
+// creates one, starts watching, and starts the controllers when it leads.
 //
 // Threading: start_watching/start_controllers/stop block and must not run on the HTTP loop
 // thread. No CAF in this header.
@@ -13,6 +13,7 @@
 
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
+#include "config/datasync_job.hpp"
 #include "config/job_builder.hpp"
 #include "runtime/error.hpp"
 #include "runtime/http/loop.hpp"
@@ -31,7 +32,9 @@ struct manager_options {
   lock_options locks;                  // lease_namespace is set from `ns`
   scheduler_options bucket_syncs;      // concurrency of BucketSync reconciles
   scheduler_options policies;
+  scheduler_options datasyncs;  // concurrency of DataSync reconciles (not of syncs: the policy)
   config::job_settings job;
+  config::populate_settings populate;          // DataSync populate Jobs
   std::shared_ptr<metrics::registry> metrics;  // may be null
   std::string zoneinfo_root = std::string(tz::default_root);
   size_t threads = 0;  // CAF worker threads; 0: max(2, cores)

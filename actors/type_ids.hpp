@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actors/api_types.hpp"
+#include "actors/datasync_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
 
@@ -47,6 +48,13 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, api_reply& x) {
   return f(caf::meta::type_name("tidesync::actors::api_reply"), x.token, x.ok, x.code,
            x.http_status, x.message, x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_answer& x) {
+  return f(caf::meta::type_name("tidesync::actors::queue_answer"), x.granted, x.position, x.syncing,
+           x.concurrency, x.retry_limit, x.retry_backoff_seconds, x.retry_backoff_limit_seconds,
+           x.version_retention);
 }
 
 }  // namespace tidesync::actors
@@ -86,5 +94,11 @@ CAF_ADD_ATOM(tidesync, tidesync::atom, wake, "wake")
 CAF_ADD_ATOM(tidesync, tidesync::atom, api, "api")
 CAF_ADD_ATOM(tidesync, tidesync::atom, reconcile, "reconcile")
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::api_reply))
+
+// -- the DataSync queue (docs/datasync.md) --
+CAF_ADD_ATOM(tidesync, tidesync::atom, ask, "ask")
+CAF_ADD_ATOM(tidesync, tidesync::atom, attach, "attach")
+CAF_ADD_ATOM(tidesync, tidesync::atom, flush, "flush")
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::queue_answer))
 
 CAF_END_TYPE_ID_BLOCK(tidesync)

@@ -43,6 +43,8 @@ Flags:
   --namespace-concurrency NS=N,...  at most N of them from namespace NS (default: no cap)
   --lock-ttl D                      reclaim a bucket lock whose holder is gone after D (default 10m)
   --rclone-image IMAGE              image of the rclone Jobs (default rclone/rclone:1.68.2)
+  --agent-image IMAGE               image of the DataSync populate Jobs (default
+                                    tidesync/tidesync:<this version>)
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100); lock Lease
                                     writes and Events each have a budget of the same size
   -h, --help                        show this help
@@ -128,6 +130,8 @@ std::string parse_controller_flags(int argc, char** argv, controller_flags& out,
       }
     } else if (is("--rclone-image")) {
       err = text("--rclone-image", out.rclone_image);
+    } else if (is("--agent-image")) {
+      err = text("--agent-image", out.agent_image);
     } else if (is("--concurrency") || is("--kube-api-qps") || is("--kube-api-burst")) {
       std::string flag = a.substr(0, a.find('='));
       const char* v = value(flag.c_str());
@@ -190,6 +194,7 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   auto registry = std::make_shared<metrics::registry>();
   registry->init_controller("bucketsync");
   registry->init_controller("bucketsyncpolicy");
+  registry->init_controller("datasync");
   std::unique_ptr<metrics::endpoints> endpoints;
   if (!disabled(flags.metrics_addr) || !disabled(flags.health_addr)) {
     metrics::endpoints_options eo;
@@ -223,6 +228,8 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   mo.bucket_syncs.limits.per_namespace = flags.namespace_concurrency;
   mo.policies.limits.global = std::max<uint32_t>(4, flags.concurrency / 2);
   if (!flags.rclone_image.empty()) mo.job.default_image = flags.rclone_image;
+  if (!flags.agent_image.empty()) mo.populate.image = flags.agent_image;
+  mo.datasyncs.limits.global = flags.concurrency;
   mo.metrics = registry;
   mo.lease_client = &lease_client;
   mo.events_client = &events_client;

@@ -27,6 +27,7 @@ struct controller_flags {
   std::map<std::string, uint32_t> namespace_concurrency;  // optional per-namespace caps
   std::chrono::seconds lock_ttl{600};
   std::string rclone_image;  // "" : the default
+  std::string agent_image;   // "" : tidesync/tidesync:<version>
   double qps = 50;
   int burst = 100;
 };

@@ -59,6 +59,9 @@ inline resource secrets() {
 inline resource pods() {
   return {"", "v1", "pods", "Pod", true};
 }
+inline resource persistentvolumeclaims() {
+  return {"", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true};
+}
 inline resource events() {
   return {"", "v1", "events", "Event", true};
 }

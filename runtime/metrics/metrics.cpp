@@ -218,6 +218,27 @@ struct registry::impl {
                              .Help("Time a sync waited for a bucket lock before it got it")
                              .Register(*reg)
                              .Add({}, lock_wait_buckets());
+  Gauge& datasync_queue_length = prometheus::BuildGauge()
+                                     .Name("tidesync_datasync_queue_length")
+                                     .Help("DataSyncs queued and not yet admitted")
+                                     .Register(*reg)
+                                     .Add({});
+  Gauge& datasync_syncing = prometheus::BuildGauge()
+                                .Name("tidesync_datasync_syncing")
+                                .Help("DataSyncs syncing or admitted (holding a slot)")
+                                .Register(*reg)
+                                .Add({});
+  Histogram& datasync_admission =
+      prometheus::BuildHistogram()
+          .Name("tidesync_datasync_admission_seconds")
+          .Help("Time a DataSync waited in the queue before it was admitted")
+          .Register(*reg)
+          .Add({}, lock_wait_buckets());
+  Family<Counter>& datasync_retries =
+      prometheus::BuildCounter()
+          .Name("tidesync_datasync_retries_total")
+          .Help("DataSync retries after a failed populate, by reason")
+          .Register(*reg);
   Gauge& leader = prometheus::BuildGauge()
                       .Name("tidesync_leader")
                       .Help("1 while this process is the leader, 0 otherwise")
@@ -308,6 +329,19 @@ void registry::lock_waiters(double n) {
 
 void registry::lock_waited(double seconds) {
   impl_->lock_wait.Observe(seconds);
+}
+
+void registry::datasync_queue(double queued, double syncing) {
+  impl_->datasync_queue_length.Set(queued);
+  impl_->datasync_syncing.Set(syncing);
+}
+
+void registry::datasync_admitted(double waited_seconds) {
+  impl_->datasync_admission.Observe(waited_seconds);
+}
+
+void registry::datasync_retry(std::string_view reason) {
+  impl_->datasync_retries.Add(one("reason", reason)).Increment();
 }
 
 void registry::leader(bool is_leader) {

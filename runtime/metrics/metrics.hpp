@@ -59,6 +59,14 @@ class registry {
   void lock_waiters(double n);
   void lock_waited(double seconds);
 
+  // DataSync (docs/datasync.md): tidesync_datasync_queue_length (Queued, not yet admitted) and
+  // tidesync_datasync_syncing (Syncing or admitted) gauges; tidesync_datasync_admission_seconds
+  // histogram (time from entering the queue to admission, per admission);
+  // tidesync_datasync_retries_total{reason} counter (reason: ChecksumMismatch | Transient).
+  void datasync_queue(double queued, double syncing);
+  void datasync_admitted(double waited_seconds);
+  void datasync_retry(std::string_view reason);
+
   // tidesync_leader gauge: 1 while this process leads (0 before). tidesync_build_info{version}
   // is always 1.
   void leader(bool is_leader);

@@ -1,0 +1,349 @@
+#include "actors/datasync_actor.hpp"
+
+#include <caf/all.hpp>
+#include <utility>
+
+#include "actors/events.hpp"
+#include "config/datasync_job.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics/metrics.hpp"
+#include "runtime/rfc3339.hpp"
+#include "runtime/watch/object.hpp"
+
+namespace tidesync::actors {
+
+namespace {
+
+using self_ptr = resource_actor::stateful_pointer<datasync_actor_state>;
+using namespace datasync_action;
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto l = log::get("datasync");
+  return l;
+}
+
+void finish(self_ptr self, reconcile_outcome outcome) {
+  auto& st = self->state;
+  if (!st.running) return;
+  st.running = false;
+  self->send(st.controller, atom::done_v, st.key, std::move(outcome));
+}
+
+void fail_transient(self_ptr self, const std::string& what, const api_reply& r) {
+  auto msg = what + ": " + r.to_error().to_string();
+  logger()->info("{}: {}", self->state.key, msg);
+  finish(self, reconcile_outcome::transient(msg));
+}
+
+const config::datasync_vm* vm_named(const config::datasync& obj, const std::string& name) {
+  for (const auto& vm : obj.spec.vms)
+    if (vm.name == name) return &vm;
+  return nullptr;
+}
+
+bool owned_by(const json::value& child, std::string_view uid) {
+  const auto* refs = child.at_path({"metadata", "ownerReferences"});
+  if (refs == nullptr || !refs->is_array()) return false;
+  for (const auto& ref : refs->as_array())
+    if (ref.get_bool("controller") && ref.get_string("uid") == uid) return true;
+  return false;
+}
+
+// The Jobs this DataSync owns, each with its newest pod.
+std::vector<populate_observation> observe_jobs(const controller_context& ctx,
+                                               const config::datasync& obj) {
+  std::vector<populate_observation> out;
+  watch::label_list by_owner{
+      {std::string(config::k_datasync_label), config::datasync_label_value(obj.metadata.name)}};
+  for (const auto& job : ctx.datasync_jobs->cache().select(by_owner)) {
+    if (job->meta.ns != obj.metadata.namespace_) continue;
+    auto jdoc = job->parse();
+    if (!jdoc || !owned_by(*jdoc, obj.metadata.uid)) continue;
+    std::optional<json::value> newest;
+    std::string newest_created;
+    for (const auto& pod : ctx.datasync_pods->cache().select({{"job-name", job->meta.name}})) {
+      if (pod->meta.ns != obj.metadata.namespace_) continue;
+      auto pdoc = pod->parse();
+      if (!pdoc) continue;
+      std::string created(pdoc->at_path({"metadata", "creationTimestamp"})
+                              ? pdoc->at_path({"metadata", "creationTimestamp"})->as_string()
+                              : "");
+      if (!newest || created >= newest_created) {
+        newest = std::move(*pdoc);
+        newest_created = std::move(created);
+      }
+    }
+    out.push_back(observe_populate_job(*jdoc, newest ? &*newest : nullptr));
+  }
+  return out;
+}
+
+event_subject subject_of(const config::datasync& obj) {
+  return {std::string(config::k_api_version),
+          std::string(config::k_datasync_kind),
+          obj.metadata.namespace_,
+          obj.metadata.name,
+          obj.metadata.uid,
+          {}};
+}
+
+void run_actions(self_ptr self);
+void write_status(self_ptr self);
+void after_status(self_ptr self);
+
+void step_and_act(self_ptr self, datasync_observations obs) {
+  auto& st = self->state;
+  st.result = datasync_step(st.obj, obs, st.ctx->now());
+  for (const auto& a : st.result.actions) {
+    if (!std::holds_alternative<ask_queue>(a)) continue;
+    self->request(st.ctx->datasync_queue, caf::infinite, atom::ask_v, st.key)
+        .then(
+            [self, obs](const queue_answer& answer) mutable {
+              if (!self->state.running) return;
+              obs.queue = answer;
+              step_and_act(self, std::move(obs));
+            },
+            [self](caf::error& err) {
+              finish(self, reconcile_outcome::transient("the DataSync queue did not answer: " +
+                                                        caf::to_string(err)));
+            });
+    return;
+  }
+  st.next_action = 0;
+  run_actions(self);
+}
+
+void run_actions(self_ptr self) {
+  auto& st = self->state;
+  const auto& ns = st.obj.metadata.namespace_;
+  const auto& name = st.obj.metadata.name;
+  while (st.next_action < st.result.actions.size()) {
+    const auto& a = st.result.actions[st.next_action++];
+    if (std::holds_alternative<label_workspace>(a)) {
+      json::value patch(json::object{
+          {"metadata", json::object{{"labels", json::object{{std::string(config::k_workspace_label),
+                                                             st.obj.spec.workspace_id}}}}}});
+      call_api(
+          self,
+          [&](auto cb) {
+            st.ctx->client->patch(datasyncs_resource(), ns, name, k8s::patch_type::merge, patch,
+                                  std::move(cb));
+          },
+          [self](const api_reply& r) {
+            if (!r.ok && r.error_code() != errc::not_found)
+              return fail_transient(self, "labelling the DataSync with its workspace", r);
+            run_actions(self);
+          });
+      return;
+    }
+    if (const auto* c = std::get_if<create_claim>(&a)) {
+      const auto* vm = vm_named(st.obj, c->vm);
+      auto claim = vm ? config::build_datasync_claim(st.obj, *vm)
+                      : expected<json::value>(make_error(errc::internal, "no VM " + c->vm));
+      if (!claim) return finish(self, reconcile_outcome::terminal(claim.error().message));
+      call_api(
+          self,
+          [&](auto cb) {
+            st.ctx->client->create(k8s::resources::persistentvolumeclaims(), ns, *claim,
+                                   std::move(cb));
+          },
+          [self](const api_reply& r) {
+            if (!r.ok && r.error_code() != errc::already_exists)
+              return fail_transient(self, "creating a PersistentVolumeClaim", r);
+            run_actions(self);
+          });
+      return;
+    }
+    if (const auto* c = std::get_if<create_job>(&a)) {
+      const auto* vm = vm_named(st.obj, c->vm);
+      auto job = vm ? config::build_populate_job(st.obj, *vm, st.ctx->populate)
+                    : expected<json::value>(make_error(errc::internal, "no VM " + c->vm));
+      if (!job) return finish(self, reconcile_outcome::terminal(job.error().message));
+      call_api(
+          self,
+          [&](auto cb) { st.ctx->client->create(k8s::resources::jobs(), ns, *job, std::move(cb)); },
+          [self](const api_reply& r) {
+            if (!r.ok && r.error_code() != errc::already_exists)
+              return fail_transient(self, "creating a populate Job", r);
+            run_actions(self);
+          });
+      return;
+    }
+    if (const auto* d = std::get_if<delete_job>(&a)) {
+      k8s::delete_options opts;
+      opts.propagation_policy = "Background";
+      auto job_name = d->name;
+      call_api(
+          self,
+          [&](auto cb) {
+            st.ctx->client->remove(k8s::resources::jobs(), ns, job_name, opts, std::move(cb));
+          },
+          [self](const api_reply& r) {
+            if (!r.ok && r.error_code() != errc::not_found)
+              return fail_transient(self, "deleting a populate Job", r);
+            run_actions(self);
+          });
+      return;
+    }
+    // emit_event: after the status write.
+  }
+  write_status(self);
+}
+
+void write_status(self_ptr self) {
+  auto& st = self->state;
+  if (!st.result.status_changed) return after_status(self);
+  json::value patch(json::object{{"status", config::to_json(st.result.status)}});
+  call_api(
+      self,
+      [&](auto cb) {
+        st.ctx->client->patch_status(datasyncs_resource(), st.obj.metadata.namespace_,
+                                     st.obj.metadata.name, k8s::patch_type::merge, patch,
+                                     std::move(cb));
+      },
+      [self](const api_reply& r) {
+        auto& st = self->state;
+        if (!r.ok) {
+          if (r.error_code() == errc::not_found) return finish(self, reconcile_outcome::success());
+          return fail_transient(self, "writing the status", r);
+        }
+        auto rv = r.object().at_path({"metadata", "resourceVersion"});
+        st.written_uid = st.obj.metadata.uid;
+        st.written_rv = rv && rv->is_string() ? rv->as_string() : std::string{};
+        st.written_status = st.result.status;
+        after_status(self);
+      });
+}
+
+void after_status(self_ptr self) {
+  auto& st = self->state;
+  auto now = st.ctx->now();
+  for (const auto& a : st.result.actions)
+    if (const auto* ev = std::get_if<emit_event>(&a))
+      send_event(st.ctx->events_client(), subject_of(st.obj), ev->type, ev->reason, ev->message,
+                 now);
+  if (auto* m = st.ctx->metrics.get(); m && st.result.status_changed) {
+    using config::datasync_phase;
+    auto before = st.obj.status.phase;
+    auto after = st.result.status.phase;
+    auto steady_now = std::chrono::steady_clock::now();
+    if (after == datasync_phase::syncing && before != datasync_phase::syncing)
+      st.sync_started = steady_now;
+    if (after != before &&
+        (after == datasync_phase::succeeded || after == datasync_phase::failed)) {
+      double secs = st.sync_started
+                        ? std::chrono::duration<double>(steady_now - *st.sync_started).count()
+                        : 0;
+      m->sync_finished("DataSync", after == datasync_phase::succeeded ? "succeeded" : "failed",
+                       secs);
+      st.sync_started.reset();
+    }
+    if (st.result.status.retry_count > st.obj.status.retry_count &&
+        st.result.status.observed_generation == st.obj.status.observed_generation) {
+      bool checksum = st.result.status.message.find("checksum") != std::string::npos;
+      m->datasync_retry(checksum ? "ChecksumMismatch" : "Transient");
+    }
+  }
+  finish(self, st.result.outcome);
+}
+
+void reconcile(self_ptr self) {
+  auto& st = self->state;
+  st.running = true;
+  auto handle = st.ctx->datasyncs->cache().get(st.key);
+  if (!handle) return finish(self, reconcile_outcome::success());  // owned objects go by GC
+  auto doc = handle->parse();
+  if (!doc)
+    return finish(self, reconcile_outcome::terminal("unreadable object: " + doc.error().message));
+  std::optional<error> problem;
+  st.obj = config::parse_datasync_partial(*doc, &problem);
+  if (st.written_status && st.written_uid == st.obj.metadata.uid && !st.written_rv.empty() &&
+      watch::compare_resource_versions(handle->meta.resource_version, st.written_rv) == -1) {
+    st.obj.status = *st.written_status;
+  } else {
+    st.written_status.reset();
+  }
+  datasync_observations obs;
+  if (problem) obs.spec_error = problem->message;
+  auto label = st.obj.metadata.labels.find(std::string(config::k_workspace_label));
+  obs.has_workspace_label =
+      (label != st.obj.metadata.labels.end() && label->second == st.obj.spec.workspace_id) ||
+      !config::check_label_value(st.obj.spec.workspace_id).empty();
+  obs.jobs = observe_jobs(*st.ctx, st.obj);
+  for (const auto& vm : st.obj.spec.vms)
+    if (st.ctx->datasync_claims->cache().get(
+            st.obj.metadata.namespace_, config::datasync_claim_name(st.obj.metadata.name, vm.name)))
+      obs.claims.insert(vm.name);
+  step_and_act(self, std::move(obs));
+}
+
+}  // namespace
+
+populate_observation observe_populate_job(const json::value& job, const json::value* pod) {
+  populate_observation out;
+  const auto* meta = job.at("metadata");
+  if (meta != nullptr) {
+    out.name = std::string(meta->get_string("name"));
+    if (const auto* labels = meta->at("labels"))
+      out.vm = std::string(labels->get_string(config::k_datasync_vm_label));
+    if (const auto* ts = meta->at("deletionTimestamp"); ts && !ts->is_null()) out.deleting = true;
+  }
+  if (const auto* conds = job.at_path({"status", "conditions"}); conds && conds->is_array()) {
+    for (const auto& c : conds->as_array()) {
+      if (c.get_string("status") != "True") continue;
+      auto type = c.get_string("type");
+      if (type == "Complete") out.what = populate_observation::state::succeeded;
+      if (type == "Failed") {
+        out.what = populate_observation::state::failed;
+        out.reason = std::string(c.get_string("reason"));
+        out.message = std::string(c.get_string("message"));
+      }
+    }
+  }
+  if (out.what == populate_observation::state::active || pod == nullptr) return out;
+  const auto* cs = pod->at_path({"status", "containerStatuses"});
+  if (cs == nullptr || !cs->is_array()) return out;
+  for (const auto& c : cs->as_array()) {
+    if (c.get_string("name") != config::k_populate_container) continue;
+    const auto* t = c.at_path({"state", "terminated"});
+    if (t == nullptr || !t->is_object()) break;
+    if (const auto* code = t->at("exitCode"); code && code->is_int())
+      out.exit_code = static_cast<int>(code->as_int());
+    auto text = t->get_string("message");
+    if (text.empty()) break;
+    auto msg = json::parse(text);
+    if (!msg || !msg->is_object()) {
+      out.message = std::string(text);
+      break;
+    }
+    if (auto r = msg->get_string("reason"); !r.empty()) out.reason = std::string(r);
+    if (auto m = msg->get_string("message"); !m.empty()) out.message = std::string(m);
+    if (const auto* d = msg->at("digest"); d && d->is_string()) out.digest = d->as_string();
+    out.bytes = msg->get_int("bytes");
+    break;
+  }
+  return out;
+}
+
+resource_actor::behavior_type datasync_actor(self_ptr self, std::string key,
+                                             std::shared_ptr<const controller_context> ctx,
+                                             controller_actor controller) {
+  self->state.key = std::move(key);
+  self->state.ctx = std::move(ctx);
+  self->state.controller = std::move(controller);
+  return {
+      [self](atom::run, uint32_t) {
+        if (self->state.running) {
+          logger()->warn("{}: run while running; ignored", self->state.key);
+          return;
+        }
+        reconcile(self);
+      },
+      [self](atom::api, const api_reply& reply) {
+        if (!self->state.calls.resume(reply))
+          logger()->debug("{}: late API answer {} ignored", self->state.key, reply.token);
+      },
+  };
+}
+
+}  // namespace tidesync::actors

@@ -1,0 +1,85 @@
+// The DataSync admission queue actor (docs/datasync.md, "Queue and admission").
+//
+// It keeps an index of every DataSync's admission-relevant state (phase, creation time, retry
+// time), updated from `changed` one object at a time, and the policy read from the ConfigMap
+// `tidesync-policy` in the controller's namespace. On each batch of changes it runs the pure
+// datasync::admit over the index: the oldest Queued DataSyncs get a slot while
+//   syncing (phase Syncing in the cache) + reserved (admitted, not yet seen Syncing)
+// is below `concurrency`. An admitted DataSync is reserved a slot and woken; its resource
+// actor asks (`ask`), is granted, writes phase Syncing and only then creates anything. A
+// reservation ends when the cache shows the DataSync out of Queued, or after
+// k_reservation_ttl without that (its actor failed to write). So the count never exceeds
+// `concurrency`, also across restarts (a new leader starts from the cache alone).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "actors/controller_context.hpp"
+#include "actors/datasync_logic.hpp"
+#include "actors/datasync_phase.hpp"
+#include "actors/interfaces.hpp"
+
+namespace tidesync::actors {
+
+inline constexpr std::chrono::seconds k_reservation_ttl{30};
+
+// What the queue needs of one DataSync (read from its cached JSON).
+struct queue_entry {
+  std::string uid;
+  config::sys_seconds created{};
+  // pending: no status for this generation yet (its actor is about to write Queued).
+  enum class state : uint8_t { other, pending, queued, syncing } what = state::other;
+  std::optional<config::sys_seconds> not_before;  // status.nextRetryTime
+  // pending: since when the queue has seen it so. A pending DataSync holds its place for at
+  // most k_reservation_ttl (its actor may be failing to write; the queue must not wedge).
+  std::chrono::steady_clock::time_point pending_since{};
+};
+
+// Reads a DataSync's queue entry: Queued only when status.observedGeneration equals
+// metadata.generation; no phase, or a phase of an older generation (other than Syncing), is
+// pending (its actor is about to write a fresh Queued status, and it keeps its place); Syncing
+// counts whatever the generation (it holds a slot until its actor moves it on). Being deleted
+// is `other`. Pure.
+queue_entry read_queue_entry(const json::value& datasync);
+
+struct datasync_queue_state {
+  static constexpr const char* name = "datasync-queue";
+
+  std::shared_ptr<const controller_context> ctx;
+  controller_actor controller;
+  std::unordered_map<std::string, queue_entry> index;  // by key
+  datasync::datasync_policy policy;
+  std::string policy_fingerprint = "\x01";  // of the ConfigMap's data; differs from any real one
+
+  // Slots are granted in admission order: a reservation is granted to its asker only when no
+  // older reservation is still Queued, so DataSyncs admitted together still write Syncing in
+  // FIFO order (each a cache round trip after the one before).
+  struct reservation {
+    std::string uid;
+    std::chrono::steady_clock::time_point since;
+    uint64_t sequence = 0;
+    bool denied = false;  // its actor asked before its turn: wake it when the turn comes
+  };
+  uint64_t next_sequence = 0;
+  std::map<std::string, reservation> reserved;
+  std::map<std::string, int> positions;           // of the last admission run
+  std::unordered_map<std::string, int64_t> told;  // the position each queued key was woken for
+  int64_t syncing = 0;                            // of the last admission run (incl. reserved)
+  bool dirty = true;
+  bool flush_pending = false;
+  uint64_t timer_generation = 0;
+  std::optional<config::sys_seconds> timer_at;
+};
+
+// Spawn: `sys.spawn(datasync_queue, ctx)`, then send it `attach, controller` and subscribe it
+// to the DataSync and ConfigMap watchers.
+datasync_queue_actor::behavior_type datasync_queue(
+    datasync_queue_actor::stateful_pointer<datasync_queue_state> self,
+    std::shared_ptr<const controller_context> ctx);
+
+}  // namespace tidesync::actors
