@@ -7,9 +7,10 @@
 # 2. starts `tidesync simulate --data-dir DIR deploy/crds deploy/examples` (log: DIR/simulate.log),
 #    which applies deploy/examples/demo-policy.yaml: the policy demo-backup, whose
 #    tidesync.io/sync-now annotation runs one sync at once;
-# 3. waits until that BucketSync is Finished, shows the objects (kubectl) and bucket demo-backup;
-# 4. --once: checks that demo-backup holds every file of demo-data with identical content (exit
-#    0 only then) and stops; otherwise keeps running for kubectl until Ctrl-C.
+# 3. waits until that BucketSync is Finished and the DataSync demo-images (datasync.yaml: two
+#    files of demo-source into two volumes) Succeeded, shows the objects and bucket demo-backup;
+# 4. --once: checks that demo-backup holds every file of demo-data and the DataSync's volumes
+#    the two files, with identical content (exit 0 only then), and stops; otherwise keeps running for kubectl until Ctrl-C.
 # Each run starts a fresh simulation (the previous DIR/state.json is moved to
 # DIR/state.json.previous) and fresh buckets.
 # Options (or environment):
@@ -37,7 +38,7 @@ while (($#)); do
     --data-dir=*) data_dir="${1#*=}" ;;
     --s3-port) s3_port="${2:?--s3-port needs a port}"; shift ;;
     --s3-port=*) s3_port="${1#*=}" ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (see bash scripts/demo.sh --help)" >&2; exit 2 ;;
   esac
   shift
@@ -195,10 +196,29 @@ while :; do
   sleep 0.25 # poll interval
 done
 
+# --- wait for the DataSync (deploy/examples/datasync.yaml) ----------------------------------
+datasync=demo-images
+say "waiting for DataSync $datasync to download its images (at most ${timeout}s)"
+last=""
+while :; do
+  alive "$sim_pid" || { tail -n 20 "$sim_log" >&2; fail "tidesync simulate exited"; }
+  line="$(k get datasync "$datasync" -n "$namespace" \
+    -o jsonpath='{.status.phase}{"\t"}{.status.message}' 2>/dev/null || true)"
+  IFS=$'\t' read -r phase message <<<"$line"
+  if [ -n "$phase" ] && [ "$phase: $message" != "$last" ]; then
+    say "  DataSync $datasync: $phase: $message"
+    last="$phase: $message"
+  fi
+  [ "$phase" = Succeeded ] && break
+  [ "$phase" = Failed ] && fail "DataSync $datasync failed: $message"
+  ((SECONDS < deadline)) || fail "DataSync $datasync is not Succeeded after ${timeout}s (last: ${last:-no status})"
+  sleep 0.25 # poll interval
+done
+
 # --- the result ---------------------------------------------------------------------------
 echo
-say "kubectl get bucketsyncpolicies,bucketsyncs,jobs"
-k get bucketsyncpolicies,bucketsyncs,jobs -n "$namespace" || true
+say "kubectl get bucketsyncpolicies,bucketsyncs,datasyncs,persistentvolumeclaims,jobs"
+k get bucketsyncpolicies,bucketsyncs,datasyncs,persistentvolumeclaims,jobs -n "$namespace" || true
 job="$(k get bucketsync "$run" -n "$namespace" -o jsonpath='{.status.job}' 2>/dev/null || true)"
 if [ -n "$job" ]; then
   for log in "$data_dir/logs/$namespace/$job"-*.log; do
@@ -220,6 +240,12 @@ if ((once)); then
   sed 's/^/    /' <<<"$check_out"
   ((check_rc == 0)) || fail "demo-backup does not hold the same files as deploy/examples/demo-data (rclone check exit code $check_rc)"
   say "OK: every file of deploy/examples/demo-data is in demo-backup with identical content"
+  for vm in settings:settings.json readme:README.txt; do
+    got="$data_dir/volumes/$namespace/$datasync-${vm%%:*}/${vm#*:}"
+    cmp -s "deploy/examples/demo-data/${vm#*:}" "$got" ||
+      fail "the DataSync's volume does not hold deploy/examples/demo-data/${vm#*:} ($got)"
+  done
+  say "OK: DataSync $datasync put both images into its volumes with identical content"
   exit 0
 fi
 
@@ -231,6 +257,8 @@ demo: the simulation keeps running. In another terminal:
   kubectl get bucketsyncpolicies,bucketsyncs
   kubectl annotate bucketsyncpolicy $policy tidesync.io/sync-now=again --overwrite   # one more run now
   kubectl get bucketsyncs -w                                  # Initialize → Sync → Finalize → Finished
+  kubectl get datasyncs; kubectl describe datasync $datasync   # per-VM digests, conditions, Events
+  ls $data_dir/volumes/$namespace/$datasync-*/                 # the downloaded images
   kubectl describe bucketsyncpolicy $policy                   # conditions; next scheduled run (every 5 min)
   ls $data_dir/logs/$namespace/                                # each rclone pod's log
 
