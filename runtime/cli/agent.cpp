@@ -1,6 +1,6 @@
 // `tidesync agent ...`: the commands that run inside DataSync Jobs and workspace pods.
 //   agent populate  fill one volume with one VM image (runtime/transfer/populate.hpp)
-//   agent wait      (later: block until a DataSync is Ready)
+//   agent wait      block until a DataSync is Ready (agent_wait.cpp)
 // docs/agent-populate.md describes populate's flags, files and exit codes.
 #include <unistd.h>
 
@@ -33,7 +33,8 @@ void agent_usage(std::FILE* out) {
                "Usage: tidesync agent SUBCOMMAND [FLAGS]\n\n"
                "Commands that run inside DataSync Jobs and workspace pods:\n"
                "  populate   fill one volume with one VM image (see 'tidesync agent populate "
-               "--help')\n");
+               "--help')\n"
+               "  wait       block until a DataSync is Ready (see 'tidesync agent wait --help')\n");
 }
 
 void populate_usage(std::FILE* out) {
@@ -234,11 +235,8 @@ int run_agent(int argc, char** argv) {
     return 0;
   }
   if (sub == "populate") return run_populate(argc - 1, argv + 1);
-  if (sub == "wait") {
-    std::fprintf(stderr, "tidesync agent wait: not implemented yet\n\n");
-  } else {
-    std::fprintf(stderr, "tidesync agent: unknown subcommand \"%s\"\n\n", argv[1]);
-  }
+  if (sub == "wait") return run_agent_wait(argc - 1, argv + 1);
+  std::fprintf(stderr, "tidesync agent: unknown subcommand \"%s\"\n\n", argv[1]);
   agent_usage(stderr);
   return k_exit_usage;
 }

@@ -490,3 +490,49 @@ TEST_F(datasync_e2e, controller_restart_in_the_middle_downloads_nothing_twice) {
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "Succeeded"), 1);
   EXPECT_EQ(read_file(volume_file("mid-slow", "slow.img")), read_file(dir + "/www/slow.img"));
 }
+
+// "Readiness: `tidesync agent wait datasync/<name>` blocks until Ready; a workspace that starts
+// before its data is ready waits instead of failing." The wait starts before the DataSync
+// exists, keeps waiting while it is Queued and Syncing, and exits 0 only once it is Ready.
+TEST_F(datasync_e2e, agent_wait_blocks_until_ready_fails_on_failed_and_times_out) {
+  start_server(1.5);
+  auto sum = serve_file("late.img", 4000);
+  auto wait_cmd = [&](const std::string& target, const std::string& timeout) {
+    return std::vector<std::string>{
+        TIDESYNC_BINARY, "agent",     "wait",  target,         "-n",
+        "default",       "--timeout", timeout, "--kubeconfig", kubeconfig};
+  };
+  child waiter(wait_cmd("datasync/late", "90s"));
+  ASSERT_FALSE(waiter
+                   .read_until([](const std::string& l) {
+                     return l.find("not created yet") != std::string::npos;
+                   })
+                   .empty())
+      << waiter.output();
+  start_controller();
+  apply(datasync("late", http_vm("disk", "late.img", sum)));
+  ASSERT_FALSE(
+      waiter
+          .read_until([](const std::string& l) { return l.find("Syncing") != std::string::npos; },
+                      30s)
+          .empty())
+      << waiter.output();
+  EXPECT_TRUE(waiter.running()) << "still waiting while it syncs: " << waiter.output();
+  EXPECT_EQ(waiter.finish(60s), 0) << waiter.output();
+  waiter.read_until([](const std::string&) { return false; }, 500ms);
+  EXPECT_NE(waiter.output().find("datasync/late is Ready"), std::string::npos) << waiter.output();
+  EXPECT_EQ(get("datasync late", "{.status.phase}"), "Succeeded");
+
+  apply(datasync("lost", http_vm("disk", "no-such.img")));
+  auto failed = run(wait_cmd("datasync/lost", "60s"), {}, 90s);
+  EXPECT_EQ(failed.status, 1) << failed.output;
+  EXPECT_NE(failed.output.find("MissingSource"), std::string::npos) << failed.output;
+
+  auto timed_out = run(wait_cmd("datasync/never", "2s"), {}, 30s);
+  EXPECT_EQ(timed_out.status, 3) << timed_out.output;
+  EXPECT_NE(timed_out.output.find("not Ready after 2s"), std::string::npos) << timed_out.output;
+
+  auto bad = run({TIDESYNC_BINARY, "agent", "wait", "pod/x"}, {}, 30s);
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("datasync/NAME"), std::string::npos) << bad.output;
+}
