@@ -180,7 +180,8 @@ void run_actions(self_ptr self) {
           [self, list](const api_reply& r) {
             if (!r.ok) return fail_transient(self, "adding the finalizer", r);
             self->state.finalizers = list;
-            auto rv = r.object().at_path({"metadata", "resourceVersion"});
+            auto patched = r.object();  // keep it: at_path points into it
+            const auto* rv = patched.at_path({"metadata", "resourceVersion"});
             if (rv && rv->is_string()) self->state.resource_version = rv->as_string();
             run_actions(self);
           });

@@ -159,6 +159,7 @@ void run_actions(self_ptr self) {
       auto job = vm ? config::build_populate_job(st.obj, *vm, st.ctx->populate)
                     : expected<json::value>(make_error(errc::internal, "no VM " + c->vm));
       if (!job) return finish(self, reconcile_outcome::terminal(job.error().message));
+      logger()->info("{}: creating Job {} (VM {})", st.key, c->name, c->vm);
       call_api(
           self,
           [&](auto cb) { st.ctx->client->create(k8s::resources::jobs(), ns, *job, std::move(cb)); },
@@ -173,6 +174,7 @@ void run_actions(self_ptr self) {
       k8s::delete_options opts;
       opts.propagation_policy = "Background";
       auto job_name = d->name;
+      logger()->info("{}: deleting Job {}", st.key, job_name);
       call_api(
           self,
           [&](auto cb) {
@@ -207,7 +209,8 @@ void write_status(self_ptr self) {
           if (r.error_code() == errc::not_found) return finish(self, reconcile_outcome::success());
           return fail_transient(self, "writing the status", r);
         }
-        auto rv = r.object().at_path({"metadata", "resourceVersion"});
+        auto written = r.object();  // keep it: at_path points into it
+        const auto* rv = written.at_path({"metadata", "resourceVersion"});
         st.written_uid = st.obj.metadata.uid;
         st.written_rv = rv && rv->is_string() ? rv->as_string() : std::string{};
         st.written_status = st.result.status;

@@ -136,7 +136,8 @@ class datasync_e2e : public ::testing::Test {
     }
     server.reset();
     std::error_code ec;
-    if (HasFailure() && std::getenv("TIDESYNC_KEEP_TEST_DIRS") != nullptr)
+    const char* keep = std::getenv("TIDESYNC_KEEP_TEST_DIRS");  // "1": on failure; "always"
+    if (keep != nullptr && (HasFailure() || std::string_view(keep) == "always"))
       std::cerr << "kept " << dir << "\n";
     else if (!dir.empty())
       fs::remove_all(dir, ec);
@@ -287,6 +288,16 @@ class datasync_e2e : public ::testing::Test {
       if (!l.empty()) reasons.push_back(l);
     return reasons;
   }
+  // Pods the simulated kubelet ran for Job `job` (it writes one log per pod).
+  int pods_run(const std::string& job) {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir + "/sim/logs/default", ec)) {
+      auto f = e.path().filename().string();
+      if (f.rfind(job + "-", 0) == 0 && f.size() == job.size() + 1 + 5 + 4) ++n;  // -xxxxx.log
+    }
+    return n;
+  }
   std::string volume_file(const std::string& claim, const std::string& file) {
     return dir + "/sim/volumes/default/" + claim + "/" + file;
   }
@@ -363,6 +374,7 @@ TEST_F(datasync_e2e, twenty_in_fifo_order_within_concurrency_and_live_policy_cha
               read_file(dir + "/www/" + n + ".img"))
         << n;
     EXPECT_EQ(gets("/" + n + ".img"), 1) << n << " was downloaded more than once";
+    EXPECT_EQ(pods_run(n + "-disk-1-0"), 1) << n << ": its populate Job ran more than once";
   }
   EXPECT_EQ(get("datasync ds-07", "{.status.conditions[?(@.type==\"Ready\")].status}"), "True");
   EXPECT_EQ(get("datasync ds-07", "{.metadata.labels.tidesync\\.io/workspace}"), "ws");
@@ -489,6 +501,8 @@ TEST_F(datasync_e2e, controller_restart_in_the_middle_downloads_nothing_twice) {
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "Started"), 1);
   EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "Succeeded"), 1);
   EXPECT_EQ(read_file(volume_file("mid-slow", "slow.img")), read_file(dir + "/www/slow.img"));
+  EXPECT_EQ(pods_run("mid-fast-1-0"), 1);
+  EXPECT_EQ(pods_run("mid-slow-1-0"), 1);
 }
 
 // "Readiness: `tidesync agent wait datasync/<name>` blocks until Ready; a workspace that starts
