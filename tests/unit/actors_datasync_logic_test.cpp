@@ -250,6 +250,25 @@ TEST(DatasyncAdmission, TiesBreakByNamespaceThenName) {
   EXPECT_EQ(a.positions.at("a/a"), 3);  // created later, despite sorting first by name
 }
 
+// A DataSync whose Queued status is not written yet holds its place: nothing younger starts
+// before it (a burst of creations starts in creation order), and it does not start itself.
+TEST(DatasyncAdmission, PendingHoldsItsPlaceAndStopsYoungerOnes) {
+  std::vector<queued_item> q = {item("ns", "a", t0), item("ns", "b", t0 + 1s),
+                                item("ns", "c", t0 + 2s), item("ns", "d", t0 + 3s)};
+  q[1].pending = true;
+  auto a = admit(q, 0, with_concurrency(3), t0 + 10s);
+  EXPECT_EQ(started(q, a), std::vector<std::string>{"ns/a"});
+  EXPECT_EQ(a.positions.at("ns/b"), 1);
+  EXPECT_EQ(a.positions.at("ns/c"), 2);
+  EXPECT_EQ(a.positions.at("ns/d"), 3);
+  EXPECT_EQ(a.free_slots, 2);
+  EXPECT_FALSE(a.wake_at) << "the pending one's write is a change: admission runs again then";
+  q[1].pending = false;  // written (and a syncing): b and c take the two free slots
+  q.erase(q.begin());
+  a = admit(q, 1, with_concurrency(3), t0 + 10s);
+  EXPECT_EQ(started(q, a), (std::vector<std::string>{"ns/b", "ns/c"}));
+}
+
 TEST(DatasyncAdmission, BackoffKeepsItsPlaceButIsSkipped) {
   const sys_seconds now = t0 + 100s;
   std::vector<queued_item> q = {
