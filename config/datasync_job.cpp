@@ -149,13 +149,7 @@ expected<json::value> build_populate_job(const datasync& obj, const datasync_vm&
       {"env", json::array{json::object{{"name", "HOME"}, {"value", std::string(k_scratch_path)}}}},
       {"terminationMessagePath", "/dev/termination-log"},
       {"terminationMessagePolicy", "File"},
-      {"securityContext",
-       json::object{{"runAsNonRoot", true},
-                    {"runAsUser", settings.run_as_user},
-                    {"runAsGroup", settings.run_as_user},
-                    {"readOnlyRootFilesystem", true},
-                    {"allowPrivilegeEscalation", false},
-                    {"capabilities", json::object{{"drop", json::array{"ALL"}}}}}},
+      {"securityContext", restricted_container_security(settings.run_as_user)},
       {"volumeMounts", json::value(std::move(mounts))},
   };
   if (obj.spec.secret_ref)

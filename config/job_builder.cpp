@@ -33,6 +33,17 @@ error invalid(std::string message) {
 
 }  // namespace
 
+json::value restricted_container_security(int64_t uid) {
+  return json::object{
+      {"runAsNonRoot", true},
+      {"runAsUser", uid},
+      {"runAsGroup", uid},
+      {"readOnlyRootFilesystem", true},
+      {"allowPrivilegeEscalation", false},
+      {"capabilities", json::object{{"drop", json::array{"ALL"}}}},
+  };
+}
+
 std::string job_name(std::string_view name) {
   if (is_dns_label(name)) return std::string(name);
   // Lower-case slug: every run of characters outside [a-z0-9] becomes one '-'.
@@ -102,21 +113,13 @@ expected<json::value> build_job(const bucket_sync& obj, const job_settings& sett
   env_json.push_back(
       json::object{{"name", "RCLONE_CACHE_DIR"}, {"value", scratch + "/rclone-cache"}});
 
-  json::value container_security = json::object{
-      {"runAsNonRoot", true},
-      {"runAsUser", settings.run_as_user},
-      {"runAsGroup", settings.run_as_user},
-      {"readOnlyRootFilesystem", true},
-      {"allowPrivilegeEscalation", false},
-      {"capabilities", json::object{{"drop", json::array{"ALL"}}}},
-  };
   json::value container = json::object{
       {"name", k_rclone_container},
       {"image", spec.image.empty() ? settings.default_image : spec.image},
       {"command", json::array{"rclone"}},
       {"args", std::move(args)},
       {"env", std::move(env_json)},
-      {"securityContext", std::move(container_security)},
+      {"securityContext", restricted_container_security(settings.run_as_user)},
       {"volumeMounts",
        json::array{json::object{{"name", k_scratch_volume}, {"mountPath", k_scratch_path}}}},
   };

@@ -30,6 +30,11 @@ struct job_settings {
   std::string service_account;  // empty: the namespace's default
 };
 
+// A container securityContext with nothing extra: non-root as `uid` (user and group), a
+// read-only root filesystem, no privilege escalation, every capability dropped. Shared by every
+// Job tidesync builds.
+json::value restricted_container_security(int64_t uid);
+
 // The Job's name: the BucketSync's name when it is a DNS-1123 label (≤ 63 characters,
 // [a-z0-9-]); otherwise a slug of it cut to 52 characters + "-" + 10 hex digits of the
 // FNV-1a 64-bit hash of the whole name (the slug is lossy, the hash keeps names apart).
