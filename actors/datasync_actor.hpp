@@ -6,9 +6,11 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "actors/api_call.hpp"
 #include "actors/controller_context.hpp"
@@ -16,6 +18,9 @@
 #include "actors/interfaces.hpp"
 
 namespace tidesync::actors {
+
+// How often a DataSync past the retention whose volume a Pod still mounts looks again.
+inline constexpr std::chrono::seconds k_prune_recheck{60};
 
 struct datasync_actor_state {
   static constexpr const char* name = "datasync";
@@ -29,6 +34,7 @@ struct datasync_actor_state {
   bool running = false;
   config::datasync obj;
   datasync_step_result result;
+  datasync_observations obs;  // what `result` was stepped from
   size_t next_action = 0;
   // When this process saw the DataSync start syncing (tidesync_sync_duration_seconds).
   std::optional<std::chrono::steady_clock::time_point> sync_started;
@@ -48,5 +54,10 @@ resource_actor::behavior_type datasync_actor(
 // What a populate Job and its newest pod (null when none) say (pure). The agent's termination
 // message (JSON: reason, message, digest, bytes) is read from the pod's terminated container.
 populate_observation observe_populate_job(const json::value& job, const json::value* pod);
+
+// The claims the Pods of `pod_list` (a PodList) mount, each with the names of the Pods mounting
+// it. A Pod in phase Succeeded or Failed has stopped and mounts nothing; any other Pod
+// (Pending, Running, Unknown, being deleted) counts. Pure.
+std::map<std::string, std::vector<std::string>> claims_in_use(const json::value& pod_list);
 
 }  // namespace tidesync::actors

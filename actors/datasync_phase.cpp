@@ -135,6 +135,10 @@ datasync_step_result to_queued(builder& b, std::string event_message) {
   s.queue_position.reset();
   s.vms = fresh_vms(b.obj.spec);
   s.message = "queued";
+  // A new generation recreates the volumes a pruned version lost.
+  std::erase_if(s.conditions, [](const config::condition& c) {
+    return c.type == config::condition_type::pruned;
+  });
   b.ready("False", "Queued", "waiting for a slot in the queue");
   b.event("Normal", "Queued", std::move(event_message));
   delete_jobs(b, /*all=*/true, /*unfinished_only=*/false);
@@ -186,6 +190,34 @@ datasync_step_result syncing(builder& b) {
   const auto policy = b.obs.queue->policy();
   auto& s = b.r.status;
   delete_jobs(b, /*all=*/false, /*unfinished_only=*/false);
+
+  std::vector<std::string> taken;  // claims of unfinished VMs that are not ours
+  for (const auto& vm : b.obj.spec.vms)
+    if (b.obs.foreign_claims.count(vm.name) != 0 &&
+        vm_status(s, vm.name).phase != datasync_vm_phase::succeeded)
+      taken.push_back(config::datasync_claim_name(b.obj.metadata.name, vm.name));
+  if (!taken.empty()) {
+    // Never write into someone else's volume: stop everything and say what to change.
+    for (const auto& vm : b.obj.spec.vms)
+      if (const auto* j = job_named(b.obs, current_job(b.obj, vm.name));
+          j && !j->deleting && j->what == st::active)
+        b.delete_job_named(j->name);
+    std::string names;
+    for (const auto& t : taken)
+      names += (names.empty() ? "" : ", ") + t;
+    s.phase = datasync_phase::failed;
+    s.message = "PersistentVolumeClaim " + names + " in namespace " + b.obj.metadata.namespace_ +
+                " already exists and is not owned by this DataSync; tidesync never writes into "
+                "a volume it does not own: delete or rename that claim, or rename the VM";
+    for (auto& vs : s.vms)
+      if (vs.phase == datasync_vm_phase::syncing) {
+        vs.phase = datasync_vm_phase::pending;
+        vs.message = "stopped: a claim name is taken";
+      }
+    b.ready("False", "ClaimConflict", s.message);
+    b.event("Warning", "ClaimConflict", s.message);
+    return b.done(reconcile_outcome::success());
+  }
 
   struct failure {
     datasync::failure_kind kind;

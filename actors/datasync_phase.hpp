@@ -47,8 +47,12 @@ struct datasync_observations {
   std::optional<queue_answer> queue;
   // Every Job the DataSync owns (by its label), current or not.
   std::vector<populate_observation> jobs;
-  // Names of VMs whose claim exists.
+  // Names of VMs whose claim exists (and is owned by this DataSync).
   std::set<std::string> claims;
+  // Names of VMs whose claim name is taken by a PersistentVolumeClaim this DataSync does not
+  // own (a user's claim, or another DataSync's whose name and VM join to the same name).
+  // tidesync never writes into such a volume: the DataSync fails with reason ClaimConflict.
+  std::set<std::string> foreign_claims;
 };
 
 namespace datasync_action {

@@ -59,7 +59,11 @@ void read_policy(self_ptr self) {
                st.ctx->now());
   }
   if (p != st.policy) st.dirty = true;
+  bool retention_changed = p.version_retention != st.policy.version_retention;
   st.policy = p;
+  if (retention_changed && p.version_retention > 0 && self->state.controller)
+    for (const auto& [key, e] : st.index)
+      if (e.succeeded && !e.workspace.empty()) self->send(st.controller, atom::wake_v, key);
 }
 
 using reservations = std::map<std::string, datasync_queue_state::reservation>;
@@ -165,6 +169,21 @@ void schedule_flush(self_ptr self) {
   self->send(self, atom::flush_v);
 }
 
+// `key` was just seen Succeeded: the other Succeeded versions of its workspace may now be past
+// the retention.
+void wake_older_versions(self_ptr self, const std::string& key, const queue_entry& entry) {
+  auto& st = self->state;
+  auto ns = key.substr(0, key.find('/'));
+  for (const auto& h : st.ctx->datasyncs->cache().select(
+           {{std::string(config::k_workspace_label), entry.workspace}})) {
+    if (h->meta.ns != ns) continue;
+    auto other = h->key();
+    if (other == key) continue;
+    auto e = st.index.find(other);
+    if (e != st.index.end() && e->second.succeeded) wake(self, other);
+  }
+}
+
 void datasync_changed(self_ptr self, const std::string& key) {
   auto& st = self->state;
   auto handle = st.ctx->datasyncs->cache().get(key);
@@ -177,9 +196,15 @@ void datasync_changed(self_ptr self, const std::string& key) {
   if (!doc) return;
   auto entry = read_queue_entry(*doc);
   auto it = st.index.find(key);
+  bool now_succeeded = entry.succeeded && !entry.workspace.empty() &&
+                       (it == st.index.end() || !it->second.succeeded);
+  if (now_succeeded && st.policy.version_retention > 0) wake_older_versions(self, key, entry);
   if (it != st.index.end() && it->second.what == entry.what && it->second.uid == entry.uid &&
-      it->second.not_before == entry.not_before && it->second.created == entry.created)
+      it->second.not_before == entry.not_before && it->second.created == entry.created) {
+    it->second.succeeded = entry.succeeded;
+    it->second.workspace = std::move(entry.workspace);
     return;  // nothing admission looks at changed (a progress write)
+  }
   if (entry.what == queue_entry::state::pending)
     entry.pending_since = it != st.index.end() && it->second.what == queue_entry::state::pending
                               ? it->second.pending_since
@@ -210,7 +235,11 @@ queue_entry read_queue_entry(const json::value& datasync) {
   } else if (phase == "Queued") {
     e.what = queue_entry::state::queued;
     if (auto t = rfc3339::parse(status->get_string("nextRetryTime"))) e.not_before = *t;
+  } else if (phase == "Succeeded") {
+    e.succeeded = true;
   }
+  if (const auto* labels = meta->at("labels"); labels != nullptr && labels->is_object())
+    e.workspace = std::string(labels->get_string(config::k_workspace_label));
   return e;
 }
 

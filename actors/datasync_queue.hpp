@@ -38,6 +38,9 @@ struct queue_entry {
   // pending: since when the queue has seen it so. A pending DataSync holds its place for at
   // most k_reservation_ttl (its actor may be failing to write; the queue must not wedge).
   std::chrono::steady_clock::time_point pending_since{};
+  // For pruning: phase Succeeded for the current generation, and the workspace label.
+  bool succeeded = false;
+  std::string workspace;
 };
 
 // Reads a DataSync's queue entry: Queued only when status.observedGeneration equals
@@ -76,6 +79,11 @@ struct datasync_queue_state {
   std::optional<config::sys_seconds> timer_at;
 };
 
+// Pruning (docs/datasync.md): when the queue sees a DataSync become Succeeded, it wakes the
+// other Succeeded versions of its workspace (they may now be past the retention); when the
+// retention changes, it wakes every Succeeded DataSync. They look at a cache that already shows
+// the change.
+//
 // Spawn: `sys.spawn(datasync_queue, ctx)`, then send it `attach, controller` and subscribe it
 // to the DataSync and ConfigMap watchers.
 datasync_queue_actor::behavior_type datasync_queue(

@@ -16,6 +16,7 @@ namespace tidesync::config {
 namespace condition_type {
 inline constexpr std::string_view ready = "Ready";
 inline constexpr std::string_view waiting_for_lock = "WaitingForLock";
+inline constexpr std::string_view pruned = "Pruned";  // DataSync: its volumes were deleted
 }  // namespace condition_type
 
 struct condition {

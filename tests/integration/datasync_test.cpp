@@ -445,6 +445,19 @@ TEST_F(datasync_e2e, bad_input_is_refused_or_reported_and_others_still_sync) {
   apply(datasync("dup", http_vm("a", "ok.img") + http_vm("a", "ok.img")));
   apply(datasync("badurl", "  - {name: a, sourceType: s3, url: \"http://127.0.0.1/x\"}\n"));
   apply(datasync("good", http_vm("a", "ok.img", sum)));
+  // A claim of the user's that happens to have the name tidesync would give a VM's volume.
+  apply(
+      "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: taken-a, namespace: "
+      "default}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: "
+      "1Mi}}\n");
+  apply(datasync("taken", http_vm("a", "ok.img", sum)));
+  ASSERT_TRUE(
+      eventually([&] { return get("datasync taken", "{.status.phase}") == "Failed"; }, 30s));
+  EXPECT_EQ(get("datasync taken", "{.status.conditions[?(@.type==\"Ready\")].reason}"),
+            "ClaimConflict");
+  auto taken = get("datasync taken", "{.status.message}");
+  EXPECT_NE(taken.find("PersistentVolumeClaim taken-a"), std::string::npos) << taken;
+  EXPECT_EQ(get("pvc taken-a", "{.metadata.ownerReferences}"), "") << "the claim is untouched";
   for (const char* name : {"dup", "badurl"}) {
     ASSERT_TRUE(eventually(
         [&] { return get(std::string("datasync ") + name, "{.status.phase}") == "Failed"; }, 30s))
@@ -461,7 +474,7 @@ TEST_F(datasync_e2e, bad_input_is_refused_or_reported_and_others_still_sync) {
   EXPECT_NE(badurl.find("spec.vms[0].url"), std::string::npos) << badurl;
   ASSERT_TRUE(
       eventually([&] { return get("datasync good", "{.status.phase}") == "Succeeded"; }, 60s));
-  for (const char* name : {"dup", "badurl"})
+  for (const char* name : {"dup", "badurl", "taken"})
     EXPECT_EQ(get(std::string("jobs -l tidesync.io/datasync=") + name, "{.items[*].metadata.name}"),
               "")
         << "no Job for a bad spec";
@@ -549,4 +562,64 @@ TEST_F(datasync_e2e, agent_wait_blocks_until_ready_fails_on_failed_and_times_out
   auto bad = run({TIDESYNC_BINARY, "agent", "wait", "pod/x"}, {}, 30s);
   EXPECT_EQ(bad.status, 2) << bad.output;
   EXPECT_NE(bad.output.find("datasync/NAME"), std::string::npos) << bad.output;
+}
+
+// "Pruning: a retention setting keeps the newest N versions, and an older version's volumes
+// are deleted only when no Pod mounts them." With versionRetention 1 and three versions of one
+// workspace, v2 (unused) loses its volume as soon as v3 succeeds; v1's volume, mounted by a
+// workspace Pod, stays (Pruned=False, InUse, naming the Pod) until the Pod is gone.
+TEST_F(datasync_e2e, pruning_keeps_the_newest_versions_and_never_a_mounted_volume) {
+  start_server(0);
+  auto sum = serve_file("ws.img", 3000);
+  policy("  versionRetention: \"1\"\n");
+  start_controller();
+  auto succeeded = [&](const std::string& name) {
+    return eventually([&] { return get("datasync " + name, "{.status.phase}") == "Succeeded"; },
+                      60s);
+  };
+  auto pruned = [&](const std::string& name) {
+    return get("datasync " + name, "{.status.conditions[?(@.type==\"Pruned\")].status}");
+  };
+  auto claim_exists = [&](const std::string& claim) {
+    return get("pvc " + claim, "{.metadata.name}") == claim;
+  };
+  apply(datasync("v1", http_vm("disk", "ws.img", sum)));
+  ASSERT_TRUE(succeeded("v1"));
+  // A workspace Pod that mounts v1's volume (the simulated kubelet leaves bare Pods Pending,
+  // which for pruning is the same as running: the Pod holds the claim).
+  apply(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: workspace, namespace: default}\nspec:\n"
+      "  containers: [{name: app, image: busybox}]\n"
+      "  volumes: [{name: data, persistentVolumeClaim: {claimName: v1-disk}}]\n");
+  apply(datasync("v2", http_vm("disk", "ws.img", sum)));
+  ASSERT_TRUE(succeeded("v2"));
+  ASSERT_TRUE(eventually([&] { return pruned("v1") == "False"; }, 30s));
+  EXPECT_EQ(get("datasync v1", "{.status.conditions[?(@.type==\"Pruned\")].reason}"), "InUse");
+  auto msg = get("datasync v1", "{.status.conditions[?(@.type==\"Pruned\")].message}");
+  EXPECT_NE(msg.find("v1-disk is mounted by Pod workspace"), std::string::npos) << msg;
+  EXPECT_TRUE(claim_exists("v1-disk"));
+
+  apply(datasync("v3", http_vm("disk", "ws.img", sum)));
+  ASSERT_TRUE(succeeded("v3"));
+  ASSERT_TRUE(eventually([&] { return pruned("v2") == "True"; }, 30s));
+  EXPECT_FALSE(claim_exists("v2-disk"));
+  EXPECT_EQ(get("datasync v2", "{.status.phase}"), "Succeeded") << "kept as a record";
+  auto reasons = event_reasons("v2");
+  EXPECT_EQ(std::count(reasons.begin(), reasons.end(), "Pruned"), 1);
+  // The mounted volume is still there, with its data.
+  EXPECT_TRUE(claim_exists("v1-disk"));
+  EXPECT_EQ(read_file(volume_file("v1-disk", "ws.img")), read_file(dir + "/www/ws.img"));
+  EXPECT_EQ(pruned("v1"), "False");
+  EXPECT_TRUE(claim_exists("v3-disk"));
+  EXPECT_EQ(pruned("v3"), "");
+
+  // The Pod goes; the next look at v1 (here: any change to it) deletes its volume.
+  ASSERT_EQ(kubectl({"delete", "pod", "workspace", "-n", "default", "--wait=false"}).status, 0);
+  ASSERT_TRUE(
+      eventually([&] { return get("pod workspace -n default", "{.metadata.name}").empty(); }, 30s));
+  ASSERT_EQ(kubectl({"annotate", "datasync", "v1", "-n", "default", "look=again"}).status, 0);
+  ASSERT_TRUE(eventually([&] { return pruned("v1") == "True"; }, 30s));
+  EXPECT_FALSE(claim_exists("v1-disk"));
+  EXPECT_TRUE(claim_exists("v3-disk"));
+  EXPECT_EQ(pruned("v3"), "");
 }

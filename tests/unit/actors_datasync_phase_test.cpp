@@ -472,6 +472,37 @@ TEST(DatasyncPhase, SyncingCreatesClaimsAndJobsForEveryVm) {
   EXPECT_EQ(again.actions, r.actions);
 }
 
+TEST(DatasyncPhase, AClaimNameTakenBySomeoneElseFailsAndStopsTheOthers) {
+  auto ds = syncing_ds();
+  auto obs = syncing_obs();
+  obs.claims = {"base"};
+  obs.foreign_claims = {"data"};
+  const auto base = job_of(ds, "base");
+  obs.jobs = {job(base, "base")};
+  auto r = datasync_step(ds, obs, t0 + 2s);
+  EXPECT_EQ(r.status.phase, datasync_phase::failed);
+  EXPECT_EQ(ready(r)->reason, "ClaimConflict");
+  EXPECT_NE(r.status.message.find("PersistentVolumeClaim ws-v1-data in namespace default already "
+                                  "exists and is not owned by this DataSync"),
+            std::string::npos)
+      << r.status.message;
+  EXPECT_TRUE(all<da::create_job>(r).empty());
+  EXPECT_TRUE(all<da::create_claim>(r).empty());
+  EXPECT_EQ(deleted(r), (std::vector<std::string>{base})) << "the running download stops";
+  ASSERT_EQ(events(r).size(), 1U);
+  EXPECT_EQ(events(r)[0].reason, "ClaimConflict");
+  EXPECT_EQ(r.outcome, reconcile_outcome::success());
+}
+
+TEST(DatasyncPhase, AForeignClaimOfAFinishedVmDoesNotMatter) {
+  auto ds = syncing_ds();
+  ds.status.vms[1].phase = datasync_vm_phase::succeeded;
+  auto obs = syncing_obs();
+  obs.foreign_claims = {"data"};
+  auto r = datasync_step(ds, obs, t0 + 2s);
+  EXPECT_EQ(r.status.phase, datasync_phase::syncing);
+}
+
 TEST(DatasyncPhase, SyncingWithClaimsOnlyCreatesJobs) {
   auto ds = syncing_ds();
   auto obs = syncing_obs();  // both claims exist
@@ -982,4 +1013,20 @@ TEST(PositionWorthWriting, ALongQueueCostsLogarithmicWrites) {
   EXPECT_EQ(written, 1);
   // 1024, 512, ..., 4 (9 writes), then 3, 2, 1.
   EXPECT_EQ(writes, 12);
+}
+
+TEST(DatasyncPhase, GenerationChangeAfterPruningDropsThePrunedCondition) {
+  auto ds = syncing_ds(3);
+  ds.status.phase = datasync_phase::succeeded;
+  config::set_condition(ds.status.conditions,
+                        config::make_condition("Pruned", "True", "Pruned", "deleted its volumes"),
+                        t0);
+  ds.metadata.generation = 4;
+  datasync_observations obs;
+  obs.has_workspace_label = true;
+  auto r = datasync_step(ds, obs, t0 + 60s);
+  EXPECT_EQ(r.status.phase, datasync_phase::queued);
+  EXPECT_EQ(config::find_condition(r.status.conditions, "Pruned"), nullptr)
+      << "the new generation recreates the volumes";
+  EXPECT_NE(ready(r), nullptr);
 }
