@@ -582,16 +582,19 @@ populate_observation observe_populate_job(const json::value& job, const json::va
         out.what = populate_observation::state::failed;
         out.reason = std::string(c.get_string("reason"));
         out.message = std::string(c.get_string("message"));
+        if (auto t = rfc3339::parse(c.get_string("lastTransitionTime"))) out.failed_at = *t;
       }
     }
   }
   if (out.what == populate_observation::state::active || pod == nullptr) return out;
+  out.pod_unsettled = true;  // until its populate container is seen terminated
   const auto* cs = pod->at_path({"status", "containerStatuses"});
   if (cs == nullptr || !cs->is_array()) return out;
   for (const auto& c : cs->as_array()) {
     if (c.get_string("name") != config::k_populate_container) continue;
     const auto* t = c.at_path({"state", "terminated"});
     if (t == nullptr || !t->is_object()) break;
+    out.pod_unsettled = false;
     if (const auto* code = t->at("exitCode"); code && code->is_int())
       out.exit_code = static_cast<int>(code->as_int());
     auto text = t->get_string("message");

@@ -224,8 +224,9 @@ datasync_step_result syncing(builder& b) {
     std::string text;
   };
   std::vector<failure> failures;
-  std::vector<std::string> active;            // current Jobs still running
-  std::vector<datasync_step_action> creates;  // claims and Jobs missing: made unless it fails
+  std::vector<std::string> active;              // current Jobs still running
+  std::optional<std::chrono::seconds> recheck;  // a failed Job's pod status is awaited
+  std::vector<datasync_step_action> creates;    // claims and Jobs missing: made unless it fails
   int64_t succeeded = 0;
   for (const auto& vm : b.obj.spec.vms) {
     auto& vs = vm_status(s, vm.name);
@@ -272,6 +273,16 @@ datasync_step_result syncing(builder& b) {
         break;
       }
       case st::failed: {
+        if (job->exit_code == datasync::k_exit_unknown && job->pod_unsettled && job->failed_at &&
+            b.now < *job->failed_at + k_pod_status_grace) {
+          // The exit code says whether to retry: wait for the pod's status (its own event
+          // wakes this DataSync; the requeue bounds the wait).
+          vs.phase = datasync_vm_phase::syncing;
+          active.push_back(name);
+          auto left = *job->failed_at + k_pod_status_grace - b.now;
+          recheck = recheck ? std::min(*recheck, left) : left;
+          break;
+        }
         auto kind = datasync::classify(job->exit_code, job->reason);
         auto text = failure_text(*job);
         if (vs.phase != datasync_vm_phase::failed)
@@ -357,7 +368,7 @@ datasync_step_result syncing(builder& b) {
               " done" +
               (failures.empty() ? "" : ", " + std::to_string(failures.size()) + " failed");
   b.ready("False", "Syncing", s.message);
-  return b.done(reconcile_outcome::success());
+  return b.done(recheck ? reconcile_outcome::requeue(*recheck) : reconcile_outcome::success());
 }
 
 }  // namespace

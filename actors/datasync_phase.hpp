@@ -36,7 +36,17 @@ struct populate_observation {
   std::string message;
   std::optional<std::string> digest;
   int64_t bytes = 0;
+  // failed: when the Job's Failed condition turned True.
+  std::optional<config::sys_seconds> failed_at;
+  // A pod of the Job is known whose populate container has not terminated yet in the cache:
+  // the Job and pod caches are separate watch streams, so a Job can be seen Failed before its
+  // pod's exit code arrives (docs/datasync.md, "Classifying a failure").
+  bool pod_unsettled = false;
 };
+
+// How long a failed Job whose pod's exit code is not in the cache yet is treated as still
+// running before it is classified without one (as transient).
+inline constexpr std::chrono::seconds k_pod_status_grace{30};
 
 struct datasync_observations {
   // Why the spec is invalid (one message listing every problem); nullopt when it is valid.

@@ -620,6 +620,39 @@ TEST(DatasyncPhase, AVmSucceededEarlierIsNotRunAgain) {
   EXPECT_EQ(deleted(r), std::vector<std::string>{job_of(ds, "base")});
 }
 
+// The Job and pod caches are separate watch streams: a Job seen Failed before its pod's exit
+// code is not classified (a missing source would otherwise be retried as transient) until the
+// pod's status arrives, for at most k_pod_status_grace.
+TEST(DatasyncPhase, AFailedJobWaitsForItsPodsExitCode) {
+  auto ds = syncing_ds();
+  auto obs = syncing_obs();
+  const auto base = job_of(ds, "base");
+  auto pending = job(base, "base", st::failed);
+  pending.reason = "BackoffLimitExceeded";
+  pending.failed_at = t0 + 10s;
+  pending.pod_unsettled = true;
+  obs.jobs = {pending, job(job_of(ds, "data"), "data")};
+  auto r = datasync_step(ds, obs, t0 + 12s);
+  EXPECT_EQ(r.status.phase, datasync_phase::syncing);
+  EXPECT_EQ(vm_status(r, "base")->phase, datasync_vm_phase::syncing);
+  EXPECT_TRUE(deleted(r).empty());
+  EXPECT_TRUE(events(r).empty());
+  EXPECT_EQ(r.outcome, reconcile_outcome::requeue(k_pod_status_grace - 2s));
+
+  // The pod's exit code arrives: MissingSource, at once.
+  obs.jobs[0] = failed_job(base, "base", datasync::k_exit_missing_source, "MissingSource", "404");
+  r = datasync_step(ds, obs, t0 + 13s);
+  EXPECT_EQ(r.status.phase, datasync_phase::failed);
+  EXPECT_EQ(ready(r)->reason, "MissingSource");
+
+  // It never arrives: after the grace the failure counts without it (transient: retried).
+  obs.jobs[0] = pending;
+  obs.jobs[1] = failed_job(job_of(ds, "data"), "data", datasync::k_exit_unknown, "", "");
+  r = datasync_step(ds, obs, t0 + 10s + k_pod_status_grace);
+  EXPECT_EQ(r.status.phase, datasync_phase::queued);
+  EXPECT_EQ(r.status.retry_count, 1);
+}
+
 TEST(DatasyncPhase, MissingSourceFailsAtOnceAndStopsTheOthers) {
   driver d;
   d.obj = syncing_ds();

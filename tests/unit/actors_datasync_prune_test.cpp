@@ -1,4 +1,5 @@
-// What pruning reads from the cluster
+// What the DataSync actor reads from its caches: the populate Job and its pod
+// (actors/datasync_actor.hpp, observe_populate_job); and what pruning reads from the cluster
 // (docs/datasync.md, "Pruning"): which claims the Pods of a namespace mount
 // (actors/datasync_actor.hpp, claims_in_use) and what the queue actor records of a DataSync for
 // waking older versions (actors/datasync_queue.hpp, read_queue_entry).
@@ -86,3 +87,26 @@ TEST(ReadQueueEntry, BeingDeletedIsNotSucceeded) {
   EXPECT_FALSE(e.succeeded);
 }
 
+TEST(ObservePopulateJob, AFailedJobWithoutItsPodsExitCodeIsUnsettled) {
+  auto job = parse(R"({"metadata":{"name":"j","labels":{"tidesync.io/datasync-vm":"disk"}},
+    "status":{"conditions":[{"type":"Failed","status":"True","reason":"BackoffLimitExceeded",
+    "lastTransitionTime":"2026-01-01T00:00:10Z"}]}})");
+  auto running = parse(R"({"status":{"containerStatuses":[
+    {"name":"populate","state":{"running":{}}}]}})");
+  auto o = observe_populate_job(job, &running);
+  EXPECT_EQ(o.what, populate_observation::state::failed);
+  EXPECT_EQ(o.vm, "disk");
+  EXPECT_TRUE(o.pod_unsettled);
+  ASSERT_TRUE(o.failed_at.has_value());
+  EXPECT_EQ(o.failed_at->time_since_epoch().count() % 60, 10);
+  auto no_status = parse(R"({"metadata":{"name":"p"}})");
+  EXPECT_TRUE(observe_populate_job(job, &no_status).pod_unsettled);
+  EXPECT_FALSE(observe_populate_job(job, nullptr).pod_unsettled) << "no pod: nothing to wait for";
+
+  auto exited = parse(R"({"status":{"containerStatuses":[{"name":"populate","state":{
+    "terminated":{"exitCode":3,"message":"{\"reason\":\"MissingSource\",\"message\":\"404\"}"}}}]}})");
+  o = observe_populate_job(job, &exited);
+  EXPECT_FALSE(o.pod_unsettled);
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_EQ(o.reason, "MissingSource");
+}
