@@ -16,6 +16,7 @@
 
 #include "config/bucketsync.hpp"
 #include "config/datasync.hpp"
+#include "config/sharedconfig.hpp"
 #include "runtime/json/value.hpp"
 
 namespace fs = std::filesystem;
@@ -532,4 +533,31 @@ TEST(Crd, DataSyncSchemaAndParserAgree) {
     EXPECT_FALSE(schema_errors(crd, obj).empty()) << where << " accepted by the schema";
     EXPECT_FALSE(parse_datasync(obj).has_value()) << where << " accepted by the parser";
   }
+}
+
+// SharedConfig (deploy/crds/tidesync.io_sharedconfigs.yaml against config/sharedconfig.cpp).
+
+TEST(Crd, SharedConfigNamesStructureAndFields) {
+  auto crd = load_crd("sharedconfigs");
+  EXPECT_EQ(crd.at_path({"metadata", "name"})->as_string(), "sharedconfigs.tidesync.io");
+  EXPECT_EQ(crd.at_path({"spec", "group"})->as_string(), k_group);
+  EXPECT_EQ(crd.at_path({"spec", "scope"})->as_string(), "Namespaced");
+  EXPECT_EQ(crd.at_path({"spec", "names", "kind"})->as_string(), k_sharedconfig_kind);
+  const auto& v = version_of(crd);
+  EXPECT_EQ(v.get_string("name"), k_version);
+  EXPECT_TRUE(v.at_path({"subresources", "status"}) != nullptr);
+  for (const auto& c : v.at("additionalPrinterColumns")->as_array())
+    EXPECT_TRUE(c.at("jsonPath")->as_string() == ".metadata.creationTimestamp" ||
+                path_in_schema(root_schema(crd), c.at("jsonPath")->as_string()))
+        << c.at("jsonPath")->as_string();
+  std::vector<std::string> errors;
+  check_structural(root_schema(crd), "", errors);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  const auto* spec = root_schema(crd).at_path({"properties", "spec"});
+  const auto* status = root_schema(crd).at_path({"properties", "status"});
+  ASSERT_TRUE(spec && status);
+  EXPECT_EQ(keys(spec->at("properties")), as_strings(sharedconfig_spec_fields()));
+  EXPECT_EQ(keys(status->at("properties")), as_strings(sharedconfig_status_fields()));
+  auto written = to_json(sharedconfig_status{});
+  EXPECT_EQ(keys(&written), as_strings(sharedconfig_status_fields()));
 }
