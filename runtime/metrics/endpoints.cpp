@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/log.hpp"
+#include "runtime/metrics/http_server.hpp"
 
 namespace tidesync::metrics {
 namespace {
@@ -151,29 +152,6 @@ void serve_one_check(checklist& list, const std::string& name, httplib::Response
   send_text(res, 404, "no health check named \"" + name + "\"\n");
 }
 
-// "127.0.0.1:8080", "[::1]:8080".
-std::string host_port(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
-bool resolves(const std::string& host) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* result = nullptr;
-  if (getaddrinfo(host.c_str(), "0", &hints, &result) != 0) return false;
-  freeaddrinfo(result);
-  return true;
-}
-
-// SO_REUSEADDR only. httplib's default also sets SO_REUSEPORT, which lets a second process
-// bind a port that is already served (and silently share its connections) instead of failing.
-void socket_options(int sock) {
-  int yes = 1;
-  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-}
-
 }  // namespace
 
 expected<listen_address> parse_listen_address(std::string_view text) {
@@ -219,46 +197,12 @@ expected<listen_address> parse_listen_address(std::string_view text) {
   return a;
 }
 
-// One listening server with its accept thread.
-struct server {
-  httplib::Server http;
-  std::thread thread;
-  uint16_t port = 0;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;  // the accept loop has returned
-
-  ~server() { stop(); }
-
-  void run() {
-    thread = std::thread([this] {
-      http.listen_after_bind();
-      std::lock_guard<std::mutex> lock(mu);
-      done = true;
-      cv.notify_all();
-    });
-  }
-
-  // httplib's stop() does nothing until its loop has marked itself running: repeat it until
-  // the loop has returned, so a stop right after start cannot be lost.
-  void stop() {
-    if (!thread.joinable()) return;
-    std::unique_lock<std::mutex> lock(mu);
-    while (!done) {
-      http.stop();
-      cv.wait_for(lock, std::chrono::milliseconds(5));
-    }
-    lock.unlock();
-    thread.join();
-  }
-};
-
 struct endpoints::impl {
   std::shared_ptr<registry> reg;
   checklist liveness;
   checklist readiness;
-  std::unique_ptr<server> metrics_server;  // also serves health when the addresses are equal
-  std::unique_ptr<server> health_server;
+  std::unique_ptr<http_server> metrics_server;  // also serves health when the addresses are equal
+  std::unique_ptr<http_server> health_server;
   uint16_t metrics_port = 0;
   uint16_t health_port = 0;
   std::mutex stop_mu;
@@ -287,13 +231,12 @@ struct endpoints::impl {
     }
   }
 
-  expected<std::unique_ptr<server>> listen(const listen_address& a, const std::string& text,
-                                           bool metrics, bool health) {
-    auto s = std::make_unique<server>();
+  expected<std::unique_ptr<http_server>> listen(const listen_address& a, const std::string& text,
+                                                bool metrics, bool health) {
+    auto s = std::make_unique<http_server>();
     auto& http = s->http;
     // Few, short requests (a scrape every few seconds, two probes): a small pool.
     http.new_task_queue = [] { return new httplib::ThreadPool(4); };
-    http.set_socket_options(socket_options);
     // httplib 0.11 waits out keep_alive_timeout on an idle kept-alive connection before a
     // worker (and so stop()) can finish: answer one request per connection and wait at most a
     // second for it. A scrape every 15 s gains nothing from keep-alive anyway.
@@ -319,21 +262,7 @@ struct endpoints::impl {
         });
     route(http, metrics, health);
 
-    errno = 0;
-    int port = a.port == 0 ? http.bind_to_any_port(a.host)
-                           : (http.bind_to_port(a.host, a.port) ? a.port : -1);
-    int err = errno;
-    if (port <= 0) {
-      std::string why = err == EADDRINUSE      ? "the port is already in use"
-                        : err == EADDRNOTAVAIL ? "the host is not an address of this machine"
-                        : err == EACCES     ? "permission denied (ports below 1024 need privileges)"
-                        : !resolves(a.host) ? "the host name did not resolve"
-                        : err != 0          ? std::string(std::strerror(err))
-                                            : "bind failed";
-      return make_error(errc::unavailable, "cannot listen on " + text + ": " + why);
-    }
-    s->port = static_cast<uint16_t>(port);
-    s->run();
+    if (auto port = s->start(a, text); !port) return port.error();
     return s;
   }
 };
@@ -370,14 +299,14 @@ expected<std::unique_ptr<endpoints>> endpoints::start(std::shared_ptr<registry> 
     auto s = i->listen(*metrics_addr, metrics_text, true, shared);
     if (!s) return s.error();
     i->metrics_server = std::move(*s);
-    i->metrics_port = i->metrics_server->port;
+    i->metrics_port = i->metrics_server->port();
     if (shared) i->health_port = i->metrics_port;
   }
   if (health_addr->enabled && !shared) {
     auto s = i->listen(*health_addr, health_text, false, true);
     if (!s) return s.error();  // ~impl stops the metrics server
     i->health_server = std::move(*s);
-    i->health_port = i->health_server->port;
+    i->health_port = i->health_server->port();
   }
   auto log = tidesync::log::get("metrics");
   if (i->metrics_port != 0)
