@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "actors/api_types.hpp"
+#include "actors/config_types.hpp"
 #include "actors/datasync_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
@@ -119,6 +120,23 @@ using datasync_queue_actor = caf::typed_actor<
     // Internal: run admission once for the changes seen since the last run.
     caf::reacts_to<atom::flush>,
     // Internal: a backoff expired (stale generations are dropped).
+    caf::reacts_to<atom::tick, uint64_t>>;
+
+// One per SharedConfig that the config API has served (docs/sharedconfig.md, "The writer"): the
+// single writer of one owner's config in the store. Publishes are handled one at a time in
+// arrival order; the store is read again before each one, so a stale expected revision always
+// gets a conflict. Runs detached (its own thread): the store calls block.
+using config_owner_actor = caf::typed_actor<
+    // Publish the checked bundle at `path` (sha256 `checksum`) if `expected` ("" : nothing
+    // published yet) is the current revision: the bundle is uploaded before latest.json moves.
+    // Answers published (the new latest), conflict (the current one) or a failure.
+    caf::replies_to<atom::publish, std::string, std::string, std::string>::with<config_reply>,
+    // The current latest. With `has_known`, deferred until its revision differs from `known`
+    // or `wait_ms` passed (long-poll).
+    caf::replies_to<atom::poll, bool, std::string, uint32_t>::with<config_reply>,
+    // Answer every deferred poll now (the API is stopping).
+    caf::reacts_to<atom::flush>,
+    // Internal: the wait of deferred poll `id` ended.
     caf::reacts_to<atom::tick, uint64_t>>;
 
 // One per object (a BucketSync, a BucketSyncPolicy, a DataSync): runs one reconcile at a time —

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actors/api_types.hpp"
+#include "actors/config_types.hpp"
 #include "actors/datasync_types.hpp"
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
@@ -55,6 +56,12 @@ typename Inspector::result_type inspect(Inspector& f, queue_answer& x) {
   return f(caf::meta::type_name("tidesync::actors::queue_answer"), x.granted, x.position, x.syncing,
            x.concurrency, x.retry_limit, x.retry_backoff_seconds, x.retry_backoff_limit_seconds,
            x.version_retention);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, config_reply& x) {
+  return f(caf::meta::type_name("tidesync::actors::config_reply"), x.ok, x.code, x.message,
+           x.conflict, x.has_latest, x.revision, x.checksum, x.updated_at);
 }
 
 }  // namespace tidesync::actors
@@ -100,5 +107,10 @@ CAF_ADD_ATOM(tidesync, tidesync::atom, ask, "ask")
 CAF_ADD_ATOM(tidesync, tidesync::atom, attach, "attach")
 CAF_ADD_ATOM(tidesync, tidesync::atom, flush, "flush")
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::queue_answer))
+
+// Config owners (SharedConfig writers)
+CAF_ADD_ATOM(tidesync, tidesync::atom, publish, "publish")
+CAF_ADD_ATOM(tidesync, tidesync::atom, poll, "poll")
+CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::config_reply))
 
 CAF_END_TYPE_ID_BLOCK(tidesync)
