@@ -417,9 +417,11 @@ class agent {
     auto unpacked = archive::unpack_bundle(file, *incoming, limits);
     if (!unpacked) {
       cleanup();
-      return fail("revision " + l.revision + " is not a valid bundle: " + unpacked.error().message +
-                  " (publish a bundle made by 'tidesync config publish' or pack_bundle, or raise "
-                  "--max-bytes/--max-entries if the config is really that big)");
+      const std::string& why = unpacked.error().message;
+      return fail("revision " + l.revision + " is not a valid bundle: " + why +
+                  (why.find("limit") != std::string::npos
+                       ? " (raise --max-bytes or --max-entries if the config really is that big)"
+                       : ""));
     }
     say("extracted revision " + l.revision + ": " + std::to_string(unpacked->entries) +
         " entries, " + std::to_string(unpacked->content_bytes) + " bytes");
