@@ -1,6 +1,7 @@
 // `tidesync agent ...`: the commands that run inside DataSync Jobs and workspace pods.
 //   agent populate  fill one volume with one VM image (runtime/transfer/populate.hpp)
 //   agent wait      block until a DataSync is Ready (agent_wait.cpp)
+//   agent config    keep a shared config directory on the latest revision (agent_config.cpp)
 // docs/agent-populate.md describes populate's flags, files and exit codes.
 #include <unistd.h>
 
@@ -34,7 +35,9 @@ void agent_usage(std::FILE* out) {
                "Commands that run inside DataSync Jobs and workspace pods:\n"
                "  populate   fill one volume with one VM image (see 'tidesync agent populate "
                "--help')\n"
-               "  wait       block until a DataSync is Ready (see 'tidesync agent wait --help')\n");
+               "  wait       block until a DataSync is Ready (see 'tidesync agent wait --help')\n"
+               "  config     init|watch: keep a shared config directory on the latest revision\n"
+               "             (see 'tidesync agent config --help')\n");
 }
 
 void populate_usage(std::FILE* out) {
@@ -236,6 +239,7 @@ int run_agent(int argc, char** argv) {
   }
   if (sub == "populate") return run_populate(argc - 1, argv + 1);
   if (sub == "wait") return run_agent_wait(argc - 1, argv + 1);
+  if (sub == "config") return run_agent_config(argc - 1, argv + 1);
   std::fprintf(stderr, "tidesync agent: unknown subcommand \"%s\"\n\n", argv[1]);
   agent_usage(stderr);
   return k_exit_usage;

@@ -12,6 +12,7 @@ int run_copy(int argc, char** argv);
 int run_sync_to_remote(int argc, char** argv);
 int run_remote_to_local_sync(int argc, char** argv);
 int run_agent(int argc, char** argv);
-int run_agent_wait(int argc, char** argv);  // `tidesync agent wait`
+int run_agent_wait(int argc, char** argv);    // `tidesync agent wait`
+int run_agent_config(int argc, char** argv);  // `tidesync agent config init|watch`
 
 }  // namespace tidesync::cli

@@ -19,4 +19,13 @@ expected<std::unique_ptr<backend>> make_backend(const location& loc, http::loop&
   return make_error(errc::invalid_argument, "unsupported location \"" + loc.text + "\"");
 }
 
+expected<std::optional<entry>> backend::stat(const std::string& rel) {
+  auto all = list();
+  if (!all) return all.error();
+  for (auto& e : *all) {
+    if (!e.dir && e.path == rel) return std::optional<entry>(std::move(e));
+  }
+  return std::optional<entry>();
+}
+
 }  // namespace tidesync::transfer

@@ -85,6 +85,11 @@ class backend {
   // cannot tell leaves them empty.
   virtual expected<void> compute_hashes(entry& /*e*/) { return {}; }
 
+  // The file at `rel` (its size and listed mtime), or nullopt when there is none. The default
+  // lists everything and looks for it; local directories (stat) and S3 (HEAD) answer directly.
+  // For callers that need one file's size before open() without listing a whole tree.
+  virtual expected<std::optional<entry>> stat(const std::string& rel);
+
   virtual expected<std::unique_ptr<reader>> open(const entry& e) = 0;
   // Stores `e.size` bytes from `in` at `e.path` with modification time `e.mtime`, atomically:
   // a failed write leaves the previous version (or nothing) in place.

@@ -1,6 +1,7 @@
 // The local directory backend (backend.hpp) over local_fs.hpp.
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -55,6 +56,22 @@ class local_backend final : public backend {
     e.md5 = std::move(h->md5);
     e.sha256 = std::move(h->sha256);
     return {};
+  }
+
+  expected<std::optional<entry>> stat(const std::string& rel) override {
+    const std::string path = local_path(rel);
+    struct ::stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) return std::optional<entry>();
+      return make_error(errc::io_error, "cannot stat \"" + path + "\": " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) return std::optional<entry>();
+    entry e;
+    e.path = rel;
+    e.size = static_cast<uint64_t>(st.st_size);
+    e.mtime = time_point(std::chrono::duration_cast<time_point::duration>(
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+    return std::optional<entry>(std::move(e));
   }
 
   expected<std::unique_ptr<reader>> open(const entry& e) override {

@@ -179,6 +179,20 @@ class s3_backend final : public backend {
     return out;
   }
 
+  expected<std::optional<entry>> stat(const std::string& rel) override {
+    auto h = s3_.head_sync(loc_.bucket, key(rel));
+    if (!h) {
+      if (h.error().code == errc::not_found) return std::optional<entry>();
+      return h.error();
+    }
+    entry e;
+    e.path = rel;
+    e.size = h->object.size;
+    e.mtime = h->object.last_modified;
+    if (is_md5_hex(h->object.etag)) e.md5 = h->object.etag;
+    return std::optional<entry>(std::move(e));
+  }
+
   expected<void> read_mtime(entry& e) override {
     auto h = s3_.head_sync(loc_.bucket, key(e.path));
     if (!h) return h.error();
