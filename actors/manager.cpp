@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "actors/config_api.hpp"
 #include "actors/controller.hpp"
 #include "actors/datasync_queue.hpp"
 #include "actors/kinds.hpp"
@@ -74,6 +75,9 @@ struct manager::impl {
   controller_actor policy_controller;
   controller_actor datasync_controller;
   datasync_queue_actor datasync_queue;
+  // The config API: its server first, its writer (owner actors) second, both before `sys`.
+  std::unique_ptr<configapi::backend> config_backend;
+  std::unique_ptr<configapi::server> config_server;
 
   [[nodiscard]] std::vector<std::shared_ptr<watched>> informers() const {
     return {ctx->bucket_syncs,    ctx->policies,          ctx->jobs,
@@ -216,10 +220,29 @@ bool manager::controllers_running() const {
   return impl_->running;
 }
 
+expected<uint16_t> manager::start_config_api(configapi::server_options options,
+                                             std::function<bool()> leading) {
+  auto& m = *impl_;
+  if (m.config_server) return m.config_server->port();
+  config_api_options o;
+  o.leading = std::move(leading);
+  m.config_backend = make_config_api_backend(*m.sys, m.client, m.loop, std::move(o));
+  auto s = configapi::server::start(*m.config_backend, std::move(options));
+  if (!s) {
+    m.config_backend.reset();
+    return s.error();
+  }
+  m.config_server = std::move(*s);
+  return m.config_server->port();
+}
+
 void manager::stop() {
   auto& m = *impl_;
   if (m.stopped) return;
   m.stopped = true;
+  if (m.config_server) m.config_server->stop();  // ends long-polls, finishes requests
+  m.config_server.reset();
+  m.config_backend.reset();  // its owner actors exit
   auto shutdown = caf::exit_reason::user_shutdown;
   if (m.running) {
     caf::anon_send_exit(m.bucket_sync_controller, shutdown);

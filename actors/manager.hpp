@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "actors/scheduler_types.hpp"
 #include "config/datasync_job.hpp"
 #include "config/job_builder.hpp"
+#include "runtime/configapi/server.hpp"
 #include "runtime/error.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/k8s/client.hpp"
@@ -66,8 +68,12 @@ class manager {
   // Whether the informers have synced (readiness).
   [[nodiscard]] bool synced() const;
   [[nodiscard]] bool controllers_running() const;
-  // Stops the controllers and the lock manager, flushes Lease writes (bounded), stops the
-  // informers. Idempotent. The loop must still run.
+  // Serves the config API (docs/sharedconfig.md) with the owner actors of this system as its
+  // writer; `leading` says whether this replica may write. Returns the bound port.
+  expected<uint16_t> start_config_api(configapi::server_options options,
+                                      std::function<bool()> leading);
+  // Stops the config API, the controllers and the lock manager, flushes Lease writes
+  // (bounded), stops the informers. Idempotent. The loop must still run.
   void stop();
 
  private:

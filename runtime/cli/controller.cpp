@@ -6,10 +6,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "actors/config_api.hpp"
 #include "actors/manager.hpp"
 #include "config/validation.hpp"
 #include "runtime/cli/commands.hpp"
@@ -18,6 +20,7 @@
 #include "runtime/k8s/leader_election.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics/endpoints.hpp"
+#include "runtime/metrics/http_server.hpp"
 #include "runtime/metrics/metrics.hpp"
 
 namespace tidesync::cli {
@@ -45,6 +48,9 @@ Flags:
   --rclone-image IMAGE              image of the rclone Jobs (default rclone/rclone:1.68.2)
   --agent-image IMAGE               image of the DataSync populate Jobs (default
                                     tidesync/tidesync:<this version>)
+  --config-api-addr HOST:PORT       serve the SharedConfig config API there (e.g. :8085; default
+                                    "0": off); its bearer token is the key token of the Secret
+                                    tidesync-config-api in --namespace (created when missing)
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100); lock Lease
                                     writes and Events each have a budget of the same size
   -h, --help                        show this help
@@ -132,6 +138,8 @@ std::string parse_controller_flags(int argc, char** argv, controller_flags& out,
       err = text("--rclone-image", out.rclone_image);
     } else if (is("--agent-image")) {
       err = text("--agent-image", out.agent_image);
+    } else if (is("--config-api-addr")) {
+      err = text("--config-api-addr", out.config_api_addr);
     } else if (is("--concurrency") || is("--kube-api-qps") || is("--kube-api-burst")) {
       std::string flag = a.substr(0, a.find('='));
       const char* v = value(flag.c_str());
@@ -248,6 +256,30 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
   if (auto w = mgr.start_watching(); !w) {
     std::fprintf(stderr, "tidesync controller: %s\n", w.error().message.c_str());
     return 1;
+  }
+
+  if (!disabled(flags.config_api_addr)) {
+    auto token = actors::config_api_token_source(client, flags.ns);
+    if (!token) {
+      std::fprintf(stderr, "tidesync controller: the config API: %s\n",
+                   token.error().message.c_str());
+      return 1;
+    }
+    configapi::server_options so;
+    so.address = flags.config_api_addr;
+    so.token = std::move(*token);
+    auto port = mgr.start_config_api(std::move(so), [&leading] { return leading.load(); });
+    if (!port) {
+      std::fprintf(stderr, "tidesync controller: the config API: %s\n",
+                   port.error().message.c_str());
+      return 1;
+    }
+    if (!flags.config_api_url_file.empty()) {
+      auto addr = metrics::parse_listen_address(flags.config_api_addr);
+      std::string host = addr && addr->host != "0.0.0.0" ? addr->host : "127.0.0.1";
+      std::ofstream(flags.config_api_url_file)
+          << "http://" << metrics::host_port(host, *port) << "\n";
+    }
   }
 
   std::unique_ptr<k8s::leader_elector> elector;

@@ -30,6 +30,10 @@ struct controller_flags {
   std::string agent_image;   // "" : tidesync/tidesync:<version>
   double qps = 50;
   int burst = 100;
+  // The config API for SharedConfigs (docs/sharedconfig.md); "0" (the default) disables it.
+  std::string config_api_addr = "0";
+  // When set, "http://HOST:PORT" of the config API is written here once it listens (simulate).
+  std::string config_api_url_file;
 };
 
 // Parses `tidesync controller` flags; returns an error message ("" on success). `help` is

@@ -26,6 +26,8 @@ constexpr command commands[] = {
      tidesync::cli::run_remote_to_local_sync},
     {"agent", "commands that run inside DataSync Jobs and workspace pods",
      tidesync::cli::run_agent},
+    {"config", "publish and read SharedConfig bundles through the config API",
+     tidesync::cli::run_config},
     {"version", "print the version", tidesync::cli::run_version},
 };
 

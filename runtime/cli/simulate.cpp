@@ -304,6 +304,9 @@ int run_simulate(int argc, char** argv) {
     controller_flags cf;
     cf.metrics_addr = "0";
     cf.health_addr = "0";
+    // The config API on a free loopback port; its URL in DATA_DIR/config-api.
+    cf.config_api_addr = "127.0.0.1:0";
+    cf.config_api_url_file = (std::filesystem::path(data_dir) / "config-api").string();
     k8s::connection_config conn;
     conn.server = "http://127.0.0.1:" + std::to_string(*bound);
     controller_thread = std::thread([cf, conn, &stop_controller, &controller_exit] {
