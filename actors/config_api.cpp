@@ -131,6 +131,7 @@ class backend_impl : public configapi::backend {
  private:
   struct entry {
     config_owner_actor owner;
+    std::shared_ptr<owner_bindings> bindings;
     std::string uid;
     int64_t generation = 0;
     std::string secret_rv;
@@ -208,31 +209,33 @@ class backend_impl : public configapi::backend {
     if (!be)
       return make_error(errc::config_error,
                         "SharedConfig " + key + ": opening the store: " + be.error().message);
-    config_owner_settings s;
-    s.key = key;
-    s.store = std::make_unique<store_adapter>(std::move(*be));
-    s.retain = static_cast<size_t>(sc->spec.retain_revisions);
+    owner_binding b;
+    b.store = std::make_shared<store_adapter>(std::move(*be));
+    b.retain = static_cast<size_t>(sc->spec.retain_revisions);
     // The client outlives the owners (the actor system stops first); the backend may not.
-    s.published = [client = &client_, ref, generation = sc->metadata.generation](
+    b.published = [client = &client_, ref, generation = sc->metadata.generation](
                       const archive::latest& l, uint64_t size) {
       write_status(*client, ref, generation, l, size);
     };
-    entry e;
-    e.owner = sys_.spawn<caf::detached>(config_owner, std::move(s));
-    e.uid = sc->metadata.uid;
-    e.generation = sc->metadata.generation;
-    e.secret_rv = secret_rv;
-    e.max_bytes = static_cast<uint64_t>(sc->spec.max_bundle_bytes);
-    e.read_at = now;
-    if (it != owners_.end()) {
-      // In-flight requests of the old owner finish; new ones go to the new owner.
-      caf::anon_send_exit(it->second.owner, caf::exit_reason::user_shutdown);
-      it->second = e;
+    if (it == owners_.end()) {
+      entry e;
+      e.bindings = std::make_shared<owner_bindings>(std::move(b));
+      config_owner_settings s;
+      s.key = key;
+      s.bindings = e.bindings;
+      e.owner = sys_.spawn<caf::detached>(config_owner, std::move(s));
+      it = owners_.emplace(key, std::move(e)).first;
     } else {
-      owners_.emplace(key, e);
+      // The same owner goes on with the new store: it stays the only writer.
+      it->second.bindings->replace(std::move(b));
     }
-    log::get("configapi")->info("SharedConfig {}: writer for {} started", key, loc->text);
-    return e;
+    it->second.uid = sc->metadata.uid;
+    it->second.generation = sc->metadata.generation;
+    it->second.secret_rv = secret_rv;
+    it->second.max_bytes = static_cast<uint64_t>(sc->spec.max_bundle_bytes);
+    it->second.read_at = now;
+    log::get("configapi")->info("SharedConfig {}: writing to {}", key, loc->text);
+    return it->second;
   }
 
   caf::actor_system& sys_;

@@ -1,8 +1,10 @@
 // The config API's writer side (docs/sharedconfig.md, "The writer"): configapi::backend over
 // the owner actors. It finds a SharedConfig and its Secret through the API (re-read at most every
 // `spec_ttl`), opens the owner's store with the Secret's REMOTE_* keys, and keeps one detached
-// owner actor per SharedConfig, replaced when its spec or Secret changes. Requests block the
-// HTTP worker thread that calls them (a scoped actor waits for the owner's answer).
+// owner actor per SharedConfig for the process's life: when the spec or the Secret changes, the
+// same owner is given the new store (owner_bindings), so there is never a second writer.
+// Requests block the HTTP worker thread that calls them (a scoped actor waits for the owner's
+// answer).
 #pragma once
 
 #include <chrono>

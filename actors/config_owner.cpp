@@ -24,10 +24,20 @@ config_reply reply_of(const std::optional<archive::latest>& l) {
   return r;
 }
 
+// Takes the binding in force; a new one (another store) makes the cached latest unknown.
+void rebind(self_ptr self) {
+  auto& st = self->state;
+  auto [b, version] = st.settings.bindings->get();
+  if (version == st.binding_version) return;
+  st.binding = std::move(b);
+  st.binding_version = version;
+  st.loaded = false;
+}
+
 // Reads latest.json from the store into the state.
 expected<void> load(self_ptr self) {
   auto& st = self->state;
-  auto l = st.settings.store->read_latest();
+  auto l = st.binding.store->read_latest();
   if (!l) {
     st.loaded = false;
     return make_error(l.error().code, "reading latest.json of SharedConfig " + st.settings.key +
@@ -52,6 +62,7 @@ void answer_waiters(self_ptr self, bool all) {
 config_reply publish(self_ptr self, const std::string& expected, const std::string& path,
                      const std::string& checksum) {
   auto& st = self->state;
+  rebind(self);
   // Read the store again: a stale cache must never let a stale writer win.
   if (auto ok = load(self); !ok) return config_reply::failure(ok.error());
   auto cur = st.current ? st.current->revision : std::string{};
@@ -68,21 +79,20 @@ config_reply publish(self_ptr self, const std::string& expected, const std::stri
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
   // The bundle first: a reader that sees the new latest.json always finds its bundle.
-  if (auto up = st.settings.store->upload_bundle(next.revision, path); !up)
+  if (auto up = st.binding.store->upload_bundle(next.revision, path); !up)
     return config_reply::failure(make_error(
         up.error().code, "uploading revision " + next.revision + ": " + up.error().message));
-  if (auto w = st.settings.store->write_latest(next); !w)
+  if (auto w = st.binding.store->write_latest(next); !w)
     return config_reply::failure(make_error(
         w.error().code, "writing latest.json for revision " + next.revision + ": " +
                             w.error().message + " (the previous revision stays current)"));
   st.current = next;
   logger()->info("{}: published revision {} ({} bytes)", st.settings.key, next.revision, size);
   answer_waiters(self, false);
-  if (st.settings.published) st.settings.published(next, ec ? 0 : size);
-  if (auto stored = st.settings.store->list_revisions(); stored) {
-    for (const auto& old :
-         revisions_to_prune(std::move(*stored), next.revision, st.settings.retain))
-      if (auto rm = st.settings.store->remove_revision(old); !rm)
+  if (st.binding.published) st.binding.published(next, ec ? 0 : size);
+  if (auto stored = st.binding.store->list_revisions(); stored) {
+    for (const auto& old : revisions_to_prune(std::move(*stored), next.revision, st.binding.retain))
+      if (auto rm = st.binding.store->remove_revision(old); !rm)
         logger()->warn("{}: removing old revision {}: {}", st.settings.key, old,
                        rm.error().message);
   } else {
@@ -113,6 +123,7 @@ config_owner_actor::behavior_type config_owner(self_ptr self, config_owner_setti
       [self](atom::poll, bool has_known, const std::string& known,
              uint32_t wait_ms) -> caf::result<config_reply> {
         auto& st = self->state;
+        rebind(self);
         if (!st.loaded)
           if (auto ok = load(self); !ok) return config_reply::failure(ok.error());
         auto cur = st.current ? st.current->revision : std::string{};

@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/interfaces.hpp"
@@ -31,14 +33,43 @@ class owner_store {
   virtual expected<void> remove_revision(const std::string& rev) = 0;
 };
 
-struct config_owner_settings {
-  std::string key;  // "namespace/name" of the SharedConfig (for logs)
-  std::unique_ptr<owner_store> store;
+// What an owner writes with: the store and the SharedConfig's settings. The config API swaps
+// them when the SharedConfig's spec or Secret changes; the owner takes the new ones at its next
+// message. One owner per SharedConfig for its whole life is what keeps it the single writer (a
+// second actor for the same owner, even briefly, could lose a publish).
+struct owner_binding {
+  std::shared_ptr<owner_store> store;
   // Bundles kept besides the current one (spec.retainRevisions); older ones are deleted after a
   // publish. A reader that is downloading one of them retries with the newer latest.
   size_t retain = 10;
   // After each publish: the new latest and the bundle's size (the SharedConfig's status).
   std::function<void(const archive::latest&, uint64_t size)> published;
+};
+
+// A binding that can be replaced while the owner runs (thread-safe).
+class owner_bindings {
+ public:
+  explicit owner_bindings(owner_binding b) : current_(std::move(b)) {}
+  void replace(owner_binding b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = std::move(b);
+    ++version_;
+  }
+  // The binding in force and its version (changes on every replace).
+  std::pair<owner_binding, uint64_t> get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {current_, version_};
+  }
+
+ private:
+  mutable std::mutex mu_;
+  owner_binding current_;
+  uint64_t version_ = 0;
+};
+
+struct config_owner_settings {
+  std::string key;  // "namespace/name" of the SharedConfig (for logs)
+  std::shared_ptr<owner_bindings> bindings;
   // Wall clock (revision names, updated_at); tests fix it.
   std::function<std::chrono::system_clock::time_point()> now;
 };
@@ -47,7 +78,9 @@ struct config_owner_state {
   static constexpr const char* name = "config_owner";
 
   config_owner_settings settings;
-  bool loaded = false;  // `current` holds what the store said
+  owner_binding binding;  // taken from settings.bindings at each message
+  uint64_t binding_version = ~0ULL;
+  bool loaded = false;  // `current` holds what the store of `binding` said
   std::optional<archive::latest> current;
   struct waiter {
     uint64_t id;

@@ -69,13 +69,16 @@ class ConfigOwnerActor : public ::testing::Test {
     cfg_.add_message_types<caf::id_block::tidesync>();
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     sched_ = &dynamic_cast<test_coordinator&>(sys_->scheduler());
-    auto store = std::make_unique<memory_store>();
+    auto store = std::make_shared<memory_store>();
     store_ = store.get();
+    owner_binding b;
+    b.store = store;
+    b.retain = 2;
+    b.published = [this](const archive::latest& l, uint64_t) { published_.push_back(l.revision); };
+    bindings_ = std::make_shared<owner_bindings>(std::move(b));
     config_owner_settings s;
     s.key = "team/alice";
-    s.store = std::move(store);
-    s.retain = 2;
-    s.published = [this](const archive::latest& l, uint64_t) { published_.push_back(l.revision); };
+    s.bindings = bindings_;
     s.now = [this] { return now_; };
     owner_ = sys_->spawn(config_owner, std::move(s));
     sched_->run();
@@ -106,6 +109,7 @@ class ConfigOwnerActor : public ::testing::Test {
   std::unique_ptr<caf::actor_system> sys_;
   test_coordinator* sched_ = nullptr;
   memory_store* store_ = nullptr;
+  std::shared_ptr<owner_bindings> bindings_;
   config_owner_actor owner_;
   std::vector<std::string> published_;
   std::chrono::system_clock::time_point now_ =
@@ -209,6 +213,21 @@ TEST_F(ConfigOwnerActor, OldRevisionsArePrunedAfterAPublish) {
   }
   EXPECT_EQ(store_->bundles.size(), 2U);
   EXPECT_EQ(store_->bundles.rbegin()->first, cur);
+}
+
+TEST_F(ConfigOwnerActor, ANewStoreIsTakenAtTheNextMessageByTheSameWriter) {
+  auto a = publish("");
+  auto moved = std::make_shared<memory_store>();  // the spec now names another bucket
+  owner_binding b;
+  b.store = moved;
+  bindings_->replace(std::move(b));
+  auto none = poll(a.revision, 30000);
+  ASSERT_TRUE(none->has_value()) << "the new store has nothing: answered at once";
+  EXPECT_FALSE((*none)->has_latest);
+  auto r = publish("");
+  ASSERT_TRUE(r.ok && !r.conflict) << r.message;
+  EXPECT_EQ(moved->latest->revision, r.revision);
+  EXPECT_EQ(store_->latest->revision, a.revision) << "the old store is left alone";
 }
 
 TEST(RevisionsToPrune, KeepsTheNewestAndTheCurrent) {
