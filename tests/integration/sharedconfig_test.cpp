@@ -340,12 +340,17 @@ TEST_F(sharedconfig_e2e, writers_publish_and_two_agents_follow_by_long_poll) {
   }
   EXPECT_EQ(tree(r1 / "live"), tree(config_dir("two")));
   EXPECT_EQ(tree(r2 / "live"), tree(config_dir("two")));
+  // .status.json is written when the round ends, just after the switch.
   for (const auto& root : roots) {
-    auto st = tidesync::json::parse(read_file(root / ".status.json"));
-    ASSERT_TRUE(st && st->is_object()) << read_file(root / ".status.json");
-    EXPECT_EQ(st->get_string("revision"), rev2->revision);
-    EXPECT_EQ(st->get_string("checksum"), rev2->checksum);
-    EXPECT_TRUE(st->at("error") != nullptr && st->at("error")->is_null());
+    EXPECT_TRUE(eventually(
+        [&] {
+          auto st = tidesync::json::parse(read_file(root / ".status.json"));
+          return st && st->is_object() && st->get_string("revision") == rev2->revision &&
+                 st->get_string("checksum") == rev2->checksum && st->at("error") != nullptr &&
+                 st->at("error")->is_null();
+        },
+        10s))
+        << read_file(root / ".status.json");
   }
 
   // 3. Two writers against the same expected revision at the same time: exactly one wins, the
