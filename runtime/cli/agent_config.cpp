@@ -1,6 +1,7 @@
 // `tidesync agent config init|watch`: keeps <root>/live (an emptyDir such as /shared) on the
-// latest revision of one owner's config, read straight from the store (docs/sharedconfig.md,
-// "The agent").
+// latest revision of one owner's config (docs/sharedconfig.md, "The agent"). latest.json comes
+// from the store, or with --api from the controller's config API (long-poll); the bundle always
+// comes from the store.
 //
 // One round: read latest.json; when its revision is already live, nothing to do; otherwise
 // download the bundle to <root>/.incoming-<rev>.tar.zst, check its sha256 against latest.json,
@@ -13,8 +14,9 @@
 //          yet (no live link then), or when the round failed but an earlier revision is live
 //          (a restarted pod starts with its last good config; the error is a warning). Exit 1
 //          when the round failed and nothing is live; 2 bad usage.
-//   watch  rounds every --interval; a failed round is retried with backoff capped at the
-//          interval. SIGTERM or SIGINT ends it with exit 0.
+//   watch  rounds every --interval (store) or on each answer of a long-poll (--api); a failed
+//          round is retried with backoff capped at the interval. SIGTERM or SIGINT ends it with
+//          exit 0, cancelling a long-poll in flight.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,6 +43,7 @@
 #include "runtime/archive/store.hpp"
 #include "runtime/backoff.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/configapi/client.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/json/value.hpp"
 #include "runtime/rfc3339.hpp"
@@ -65,29 +69,43 @@ constexpr auto k_stop_grace = 2s;
 void config_usage(std::FILE* out) {
   std::fprintf(
       out,
-      "Usage: tidesync agent config init|watch --store LOCATION [FLAGS]\n\n"
-      "Keeps ROOT/live on the latest revision of one owner's config, read from the store\n"
-      "(docs/sharedconfig.md): ROOT/live is a symlink to ROOT/revisions/<revision>, switched\n"
-      "atomically, so a reader that opens files through it sees one whole revision.\n\n"
+      "Usage: tidesync agent config init|watch --store LOCATION [FLAGS]\n"
+      "       tidesync agent config init|watch --api URL --config NS/NAME --store LOCATION "
+      "[FLAGS]\n\n"
+      "Keeps ROOT/live on the latest revision of one owner's config (docs/sharedconfig.md):\n"
+      "ROOT/live is a symlink to ROOT/revisions/<revision>, switched atomically, so a reader\n"
+      "that opens files through it sees one whole revision. latest.json is read from the store,\n"
+      "or with --api from the controller's config API (watch long-polls it, so a new revision\n"
+      "is seen at once); the bundle is always downloaded from the store.\n\n"
       "  init    fetch the latest revision once (an init container). Exit 0 when it is live,\n"
       "          when nothing is published yet, or when it failed but an earlier revision is\n"
       "          still live (printed as a warning); 1 when it failed and nothing is live.\n"
-      "  watch   keep fetching new revisions every --interval (a sidecar); failures are\n"
-      "          retried with backoff and leave the live revision in place. SIGTERM or SIGINT\n"
-      "          stops it (exit 0).\n\n"
+      "  watch   keep fetching new revisions (a sidecar): every --interval from the store, or\n"
+      "          by long-poll with --api; failures are retried with backoff and leave the live\n"
+      "          revision in place. SIGTERM or SIGINT stops it (exit 0).\n\n"
       "The store is the owner's folder: REMOTE:bucket/prefix/owner as 'tidesync sync' takes a\n"
       "remote, or s3://bucket/prefix/owner. The remote named 'remote' (and s3://) is configured\n"
       "by REMOTE_* variables (REMOTE_TYPE=s3, REMOTE_ACCESS_KEY_ID, REMOTE_SECRET_ACCESS_KEY,\n"
       "REMOTE_ENDPOINT, REMOTE_REGION, ...; RCLONE_CONFIG_REMOTE_* works too); other remotes by\n"
       "RCLONE_CONFIG_<NAME>_*. A local directory works as well.\n\n"
       "Flags:\n"
-      "  --store LOCATION     the owner's folder in the store (required)\n"
+      "  --store LOCATION     the owner's folder in the store (required, with --api too)\n"
+      "  --api URL            read latest.json from the config API, e.g.\n"
+      "                       http://tidesync-config.tidesync-system:8085\n"
+      "  --config NS/NAME     with --api: the SharedConfig\n"
+      "  --token-file F       with --api: the bearer token, re-read before each request\n"
+      "                       (default $TIDESYNC_CONFIG_TOKEN): the key token of Secret\n"
+      "                       tidesync-config-api in the controller's namespace\n"
       "  --root DIR           the shared directory (default /shared)\n"
       "  --keep N             extracted revisions to keep, the live one always (default 3)\n"
       "  --max-bytes SIZE     refuse a bundle whose archive or extracted files exceed SIZE\n"
       "                       (bytes, or 64M, 1G, ...; default 1G)\n"
       "  --max-entries N      refuse a bundle with more entries (default 100000)\n"
-      "  --interval D         watch: how often to read latest.json (default 10s; 1m, 1h30m)\n\n"
+      "  --interval D         watch: how often to read latest.json from the store (default\n"
+      "                       10s; 1m, 1h30m); with --api, the pause after a long-poll the\n"
+      "                       server answered early, or while nothing is published\n"
+      "  --wait D             watch with --api: how long one long-poll waits (default 30s,\n"
+      "                       at most 60s)\n\n"
       "Files: ROOT/.status.json after each round: {\"revision\", \"checksum\" (the live\n"
       "revision), \"lastAttempt\", \"lastSuccess\", \"error\"}.\n");
 }
@@ -100,6 +118,11 @@ struct settings {
   uint64_t max_bytes = 1ull << 30;
   uint64_t max_entries = 100000;
   std::chrono::seconds interval = 10s;
+  // --api: latest.json from the config API.
+  std::string api;
+  std::string config;  // NS/NAME
+  std::string token_file;
+  std::chrono::seconds wait = 30s;
 };
 
 // A plain number is bytes; with a suffix, rclone's size syntax (token_bucket.hpp).
@@ -139,6 +162,7 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
   if (sub != "init" && sub != "watch")
     return bad("unknown subcommand \"" + std::string(sub) + "\"");
   s.watch = sub == "watch";
+  bool wait_set = false;
   for (int i = 2; i < argc; ++i) {
     std::string_view flag = argv[i];
     std::string value;
@@ -155,10 +179,12 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
       return k_exit_ok;
     }
     const bool known = flag == "--root" || flag == "--store" || flag == "--keep" ||
-                       flag == "--max-bytes" || flag == "--max-entries" ||
-                       (flag == "--interval" && s.watch);
+                       flag == "--max-bytes" || flag == "--max-entries" || flag == "--api" ||
+                       flag == "--config" || flag == "--token-file" ||
+                       ((flag == "--interval" || flag == "--wait") && s.watch);
     if (!known) {
-      if (flag == "--interval") return bad("--interval is a flag of watch, not of init");
+      if (flag == "--interval" || flag == "--wait")
+        return bad(std::string(flag) + " is a flag of watch, not of init");
       return bad("unknown argument " + std::string(flag));
     }
     if (!has_value) {
@@ -189,9 +215,31 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
       auto d = config::parse_duration(value);
       if (!d) return bad("--interval \"" + value + "\": " + d.error().message);
       s.interval = *d;
+    } else if (flag == "--wait") {
+      auto d = config::parse_duration(value);
+      if (!d) return bad("--wait \"" + value + "\": " + d.error().message);
+      if (*d < 1s || *d > 60s)
+        return bad("--wait is at least 1s and at most 60s (the server's cap), not \"" + value +
+                   "\"");
+      s.wait = *d;
+      wait_set = true;
+    } else if (flag == "--api") {
+      if (value.empty()) return bad("--api must not be empty");
+      s.api = value;
+    } else if (flag == "--config") {
+      if (!configapi::parse_config_ref(value))
+        return bad("--config wants NAMESPACE/NAME (the SharedConfig), not \"" + value + "\"");
+      s.config = value;
+    } else if (flag == "--token-file") {
+      if (value.empty()) return bad("--token-file must not be empty");
+      s.token_file = value;
     }
   }
-  if (s.store.empty()) return bad("--store is required");
+  if (s.store.empty())
+    return bad("--store is required (with --api too: the bundles are downloaded from the store)");
+  if (!s.api.empty() && s.config.empty()) return bad("--api needs --config NAMESPACE/NAME");
+  if (s.api.empty() && (!s.config.empty() || !s.token_file.empty() || wait_set))
+    return bad("--config, --token-file and --wait go with --api");
   return std::nullopt;
 }
 
@@ -305,10 +353,24 @@ class agent {
     status_.error.reset();
   }
 
-  // One round; writes .status.json.
-  outcome round() {
+  // A long-poll answered "still the live revision": a good attempt with nothing to do.
+  void unchanged() {
     status_.last_attempt = rfc3339::now();
-    outcome o = attempt();
+    status_.last_success = status_.last_attempt;
+    status_.revision = archive::live_revision(s_.root);
+    status_.error.reset();
+    write_status(s_.root, status_);
+  }
+
+  // One round with latest.json from the store; writes .status.json.
+  outcome round() { return round_with(store_.read_latest(), store_.where(), false); }
+
+  // One round with latest.json as `latest` says (read from `from`; `from_api`: the config
+  // API); writes .status.json.
+  outcome round_with(const expected<std::optional<archive::latest>>& latest,
+                     const std::string& from, bool from_api) {
+    status_.last_attempt = rfc3339::now();
+    outcome o = attempt(latest, from, from_api);
     status_.revision = archive::live_revision(s_.root);
     if (o == outcome::failed) {
       if (status_.revision != checksum_of_) status_.checksum.reset();
@@ -329,25 +391,33 @@ class agent {
     return outcome::failed;
   }
 
-  outcome attempt() {
+  outcome attempt(const expected<std::optional<archive::latest>>& latest, const std::string& from,
+                  bool from_api) {
     std::error_code ec;
     fs::create_directories(s_.root, ec);
     if (ec)
       return fail("cannot create " + s_.root.string() + ": " + ec.message() +
                   "; mount a writable volume there or pass --root");
 
-    auto latest = store_.read_latest();
     if (!latest)
-      return fail("cannot read latest.json from " + store_.where() + ": " + latest.error().message +
-                  hint(latest.error()));
+      // The client's messages already name the API.
+      return fail(from_api ? "cannot read latest.json: " + latest.error().message +
+                                 api_hint(latest.error())
+                           : "cannot read latest.json from " + from + ": " +
+                                 latest.error().message + hint(latest.error()));
     if (!*latest) {
       if (auto live = archive::live_revision(s_.root)) {
-        say("no latest.json in " + store_.where() + "; revision " + *live + " stays live");
+        if (!reported_empty_)
+          say("no latest.json in " + from + "; revision " + *live + " stays live");
+        reported_empty_ = from_api;
         return outcome::live;
       }
-      say("no config published yet in " + store_.where() + " (no latest.json); nothing is live");
+      if (!reported_empty_)
+        say("no config published yet in " + from + " (no latest.json); nothing is live");
+      reported_empty_ = from_api;
       return outcome::empty;
     }
+    reported_empty_ = false;
     const archive::latest& l = **latest;
     if (archive::live_revision(s_.root) == l.revision) {
       if (!reported_live_ || *reported_live_ != l.revision)
@@ -436,6 +506,12 @@ class agent {
     reported_live_ = l.revision;
   }
 
+  // The client's messages already say what to check about the token.
+  static std::string api_hint(const error& e) {
+    if (e.transient()) return " (the config API may be unreachable; it is retried)";
+    return {};
+  }
+
   static std::string hint(const error& e) {
     if (e.code == errc::forbidden || e.code == errc::unauthorized)
       return " (check the REMOTE_* credentials)";
@@ -448,12 +524,22 @@ class agent {
   status status_;
   std::optional<std::string> checksum_of_;    // the revision status_.checksum belongs to
   std::optional<std::string> reported_live_;  // "already live" is said once per revision
+  bool reported_empty_ = false;  // with --api, "nothing published" is said once, not per poll
 };
 
 // ---- init / watch ------------------------------------------------------------------------
 
-int run_init(agent& a, const settings& s) {
-  const outcome o = a.round();
+// latest.json as the config API answered it, for a round.
+expected<std::optional<archive::latest>> as_latest(const expected<configapi::latest_result>& r) {
+  if (!r) return r.error();
+  if (r->state == configapi::latest_state::changed) return std::optional(*r->latest);
+  return std::optional<archive::latest>();
+}
+
+int run_init(agent& a, const settings& s, configapi::client* api) {
+  const outcome o = api != nullptr
+                        ? a.round_with(as_latest(api->get_latest(std::nullopt)), api->where(), true)
+                        : a.round();
   if (o != outcome::failed) return k_exit_ok;
   if (auto live = archive::live_revision(s.root)) {
     complain("warning: starting with revision " + *live + ", the last one fetched");
@@ -463,7 +549,7 @@ int run_init(agent& a, const settings& s) {
 }
 
 // SIGTERM and SIGINT, blocked in every thread (block_stop_signals() runs before any thread
-// starts, the HTTP loop's included) so that only run_watch's waiter receives them.
+// starts, the HTTP loop's included) so that only watch_control's waiter receives them.
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -477,65 +563,166 @@ void block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int run_watch(agent& a, const settings& s) {
-  // Signals go to one waiting thread (as `tidesync sync --schedule`).
-  sigset_t set = stop_signals();
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  bool in_round = false;
-  bool done = false;
-  int signal_number = 0;
-  std::thread waiter([&] {
+// Stopping watch: one thread waits for SIGTERM/SIGINT (as `tidesync sync --schedule`), calls
+// `on_stop` (which cancels a long-poll in flight), and wakes the pause. A round in progress (a
+// download) gets k_stop_grace, then the process leaves: every change under the root is
+// atomic, and the next start cleans up after it.
+class watch_control {
+ public:
+  explicit watch_control(std::function<void()> on_stop) : on_stop_(std::move(on_stop)) {
+    waiter_ = std::thread([this] { wait_for_signal(); });
+  }
+  ~watch_control() { finish(); }
+  watch_control(const watch_control&) = delete;
+  watch_control& operator=(const watch_control&) = delete;
+
+  // Marks a round in progress; false when stopping (do not start it).
+  bool begin_round() {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    in_round_ = true;
+    return true;
+  }
+  void end_round() {
+    std::lock_guard lock(mu_);
+    in_round_ = false;
+    cv_.notify_all();
+  }
+  // Waits `d`, or less when a signal comes; true when stopping.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, d, [&] { return stopping_; });
+  }
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+  // Ends the signal thread (signalling it when no signal came); the signal's name.
+  std::string finish() {
+    if (waiter_.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        done_ = true;
+        if (!stopping_) ::kill(::getpid(), SIGTERM);  // leave the signal thread
+      }
+      waiter_.join();
+    }
+    return signal_number_ != 0 ? strsignal(signal_number_) : "a stop";
+  }
+
+ private:
+  void wait_for_signal() {
+    sigset_t set = stop_signals();
     int sig = 0;
     sigwait(&set, &sig);
-    std::unique_lock lock(mu);
-    stopping = true;
-    signal_number = sig;
-    cv.notify_all();
-    if (done) return;
-    // A round in progress (a download) gets a short grace, then the process leaves: every
-    // change under the root is atomic, and the next start cleans up after it.
-    if (!cv.wait_for(lock, k_stop_grace, [&] { return !in_round; })) {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      signal_number_ = sig;
+      cv_.notify_all();
+      if (done_) return;
+    }
+    if (on_stop_) on_stop_();
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, k_stop_grace, [&] { return !in_round_; })) {
       complain(std::string("got ") + strsignal(sig) +
                " during a round; leaving it unfinished (the next start cleans up)");
       std::fflush(nullptr);
       std::_Exit(k_exit_ok);
     }
-  });
+  }
 
+  std::function<void()> on_stop_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool in_round_ = false;
+  bool done_ = false;
+  int signal_number_ = 0;
+  std::thread waiter_;
+};
+
+backoff round_backoff(const settings& s) {
   backoff_options bo;
   bo.initial = 1s;
   bo.max = std::chrono::duration_cast<std::chrono::milliseconds>(s.interval);
-  backoff retry(bo);
+  return backoff(bo);
+}
+
+// After a failed round: the backoff's next delay, at most the interval.
+std::chrono::milliseconds retry_delay(backoff& retry, const settings& s) {
+  auto wait =
+      std::min(retry.next(), std::chrono::duration_cast<std::chrono::milliseconds>(s.interval));
+  say("retrying in " + std::to_string(wait.count()) + "ms");
+  return wait;
+}
+
+// Store mode: a round every --interval.
+int run_watch(agent& a, const settings& s) {
+  watch_control ctl(nullptr);
+  backoff retry = round_backoff(s);
   say("watching " + std::string(s.store) + " every " + config::format_duration(s.interval) +
       "; SIGTERM or SIGINT stops");
   for (;;) {
-    {
-      std::lock_guard lock(mu);
-      if (stopping) break;
-      in_round = true;
-    }
+    if (!ctl.begin_round()) break;
     const outcome o = a.round();
+    ctl.end_round();
     std::chrono::milliseconds wait = s.interval;
     if (o == outcome::failed) {
-      wait = std::min(retry.next(), std::chrono::duration_cast<std::chrono::milliseconds>(wait));
-      say("retrying in " + std::to_string(wait.count()) + "ms");
+      wait = retry_delay(retry, s);
     } else {
       retry.reset();
     }
-    std::unique_lock lock(mu);
-    in_round = false;
-    cv.notify_all();
-    if (cv.wait_for(lock, wait, [&] { return stopping; })) break;
+    if (ctl.pause(wait)) break;
   }
-  {
-    std::lock_guard lock(mu);
-    done = true;
-    if (!stopping) ::kill(::getpid(), SIGTERM);  // leave the signal thread
+  say("got " + ctl.finish() + "; stopped");
+  return k_exit_ok;
+}
+
+// API mode: long-polls latest.json with If-None-Match: "<live revision>" ("" while nothing is
+// live: the server then waits for the first publish). A 200 with another revision runs a round
+// at once; 304 (or 404 NotPublished) after the wait polls again at once, but an answer much
+// sooner than --wait (the server caps long-polls under load) pauses --interval first, so the
+// agent never spins; errors (401/403: the token, 5xx, network) back off.
+int run_watch_api(agent& a, const settings& s, configapi::client& api) {
+  watch_control ctl([&api] { api.cancel(); });
+  backoff retry = round_backoff(s);
+  std::optional<std::string> announced;
+  say("watching " + api.where() + " by long-poll (--wait " + config::format_duration(s.wait) +
+      "), bundles from " + s.store + "; SIGTERM or SIGINT stops");
+  for (;;) {
+    if (ctl.stopping()) break;
+    const std::string known = archive::live_revision(s.root).value_or("");
+    if (announced != known) {  // once per live revision, not once per poll
+      say(known.empty() ? "waiting for the first revision (long-poll)"
+                        : "waiting for a revision after " + known + " (long-poll)");
+      announced = known;
+    }
+    const auto started = std::chrono::steady_clock::now();
+    auto r = api.get_latest(known, s.wait);
+    if (ctl.stopping() || (!r && r.error().code == errc::cancelled)) break;
+    const bool early = std::chrono::steady_clock::now() - started <
+                       std::chrono::duration_cast<std::chrono::milliseconds>(s.wait) / 2;
+    std::chrono::milliseconds pause{0};
+    if (r && r->state == configapi::latest_state::unchanged) {
+      a.unchanged();
+      retry.reset();
+      if (early) pause = s.interval;
+    } else {
+      if (!ctl.begin_round()) break;
+      const outcome o = a.round_with(as_latest(r), api.where(), true);
+      ctl.end_round();
+      if (o == outcome::failed) {
+        pause = retry_delay(retry, s);
+      } else {
+        retry.reset();
+        if (o == outcome::empty || (r && r->state == configapi::latest_state::not_published))
+          if (early) pause = s.interval;
+      }
+    }
+    if (pause.count() > 0 && ctl.pause(pause)) break;
   }
-  waiter.join();
-  say(std::string("got ") + strsignal(signal_number) + "; stopped");
+  say("got " + ctl.finish() + "; stopped");
   return k_exit_ok;
 }
 
@@ -562,7 +749,18 @@ int run_agent_config(int argc, char** argv) {
     return k_exit_usage;
   }
   agent a(s, archive::config_store(std::move(*backend)));
-  return s.watch ? run_watch(a, s) : run_init(a, s);
+  if (s.api.empty()) return s.watch ? run_watch(a, s) : run_init(a, s, nullptr);
+
+  // Checked here for a clear usage error; the client reads the token again before each
+  // request (a mounted Secret changes when the token is rotated).
+  if (auto token = configapi::read_token(s.token_file); !token) {
+    complain(token.error().message);
+    return k_exit_usage;
+  }
+  configapi::client api(
+      loop,
+      {.api = s.api, .config = *configapi::parse_config_ref(s.config), .token_file = s.token_file});
+  return s.watch ? run_watch_api(a, s, api) : run_init(a, s, &api);
 }
 
 }  // namespace tidesync::cli

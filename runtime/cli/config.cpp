@@ -5,7 +5,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -13,6 +12,7 @@
 #include "runtime/archive/bundle.hpp"
 #include "runtime/archive/revision.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/configapi/client.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/json/value.hpp"
 
@@ -43,47 +43,6 @@ Exit codes: 0 done; 4 conflict (someone published first: the current revision is
 read it, merge, publish against it); 1 other failures; 2 usage.
 )",
              out);
-}
-
-struct http_answer {
-  long status = 0;
-  std::string body;
-  std::string error;  // transport failure
-};
-
-http_answer call(const std::string& method, const std::string& url, const std::string& token,
-                 std::string body) {
-  http::loop loop;
-  http::request r;
-  r.method = method;
-  r.url = url;
-  r.headers.emplace_back("Authorization", "Bearer " + token);
-  if (method == "PUT") r.headers.emplace_back("Content-Type", "application/zstd");
-  r.body = std::move(body);
-  r.timeout = std::chrono::minutes(10);
-  std::promise<http_answer> done;
-  r.on_done = [&done](expected<http::response> res) {
-    http_answer a;
-    if (!res) {
-      a.error = res.error().message;
-    } else {
-      a.status = res->status;
-      a.body = std::move(res->body);
-    }
-    done.set_value(std::move(a));
-  };
-  loop.submit(std::move(r));
-  auto a = done.get_future().get();
-  loop.stop();
-  return a;
-}
-
-// The server's message from an error body ({"message": ...}), or the body.
-std::string message_of(const std::string& body) {
-  auto v = json::parse(body);
-  if (v && v->is_object() && !v->get_string("message").empty())
-    return std::string(v->get_string("message"));
-  return body;
 }
 
 }  // namespace
@@ -129,9 +88,8 @@ int run_config(int argc, char** argv) {
       return 2;
     }
   }
-  auto slash = config.find('/');
-  if (api.empty() || slash == std::string::npos || slash == 0 || slash + 1 == config.size() ||
-      (sub == "publish" && (dir.empty() || !expected))) {
+  auto ref = configapi::parse_config_ref(config);
+  if (api.empty() || !ref || (sub == "publish" && (dir.empty() || !expected))) {
     std::fprintf(stderr,
                  "tidesync config %s: needs %s--api URL and --config NAMESPACE/NAME%s (see "
                  "--help)\n",
@@ -139,38 +97,26 @@ int run_config(int argc, char** argv) {
                  sub == "publish" ? " and --expected-revision REV (\"\" for the first one)" : "");
     return 2;
   }
-  std::string token;
-  if (!token_file.empty()) {
-    std::ifstream f(token_file);
-    if (!f) {
-      std::fprintf(stderr, "tidesync config: cannot read the token file %s\n", token_file.c_str());
-      return 1;
-    }
-    std::getline(f, token);
-  } else if (const char* t = std::getenv("TIDESYNC_CONFIG_TOKEN")) {
-    token = t;
+  // Checked once here for a clear usage error; the client reads it again per request.
+  if (auto token = configapi::read_token(token_file); !token) {
+    std::fprintf(stderr, "tidesync config: %s\n", token.error().message.c_str());
+    return token_file.empty() ? 2 : 1;
   }
-  if (token.empty()) {
-    std::fprintf(stderr,
-                 "tidesync config: no token: pass --token-file or set TIDESYNC_CONFIG_TOKEN (the "
-                 "key token of Secret tidesync-config-api in the controller's namespace)\n");
-    return 2;
-  }
-  while (!api.empty() && api.back() == '/')
-    api.pop_back();
-  const std::string url = api + "/v1/configs/" + config + "/latest";
+  http::loop loop;
+  configapi::client api_client(loop, {.api = api, .config = *ref, .token_file = token_file});
 
   if (sub == "get") {
-    auto a = call("GET", url, token, {});
-    if (!a.error.empty()) {
-      std::fprintf(stderr, "tidesync config get: %s\n", a.error.c_str());
+    auto a = api_client.get_latest(std::nullopt);
+    if (!a) {
+      std::fprintf(stderr, "tidesync config get: %s\n", a.error().message.c_str());
       return 1;
     }
-    if (a.status != 200) {
-      std::fprintf(stderr, "tidesync config get: %ld: %s\n", a.status, message_of(a.body).c_str());
+    if (a->state == configapi::latest_state::not_published) {
+      std::fprintf(stderr, "tidesync config get: nothing is published yet for SharedConfig %s\n",
+                   config.c_str());
       return 1;
     }
-    std::fputs(a.body.c_str(), stdout);
+    std::fputs(a->body.c_str(), stdout);
     return 0;
   }
 
@@ -203,24 +149,25 @@ int run_config(int argc, char** argv) {
                static_cast<unsigned long long>(packed->entries),
                static_cast<unsigned long long>(packed->content_bytes),
                static_cast<unsigned long long>(packed->archive_bytes), packed->sha256.c_str());
-  auto a = call("PUT", url + "?expectedRevision=" + *expected, token, body.str());
-  if (!a.error.empty()) {
-    std::fprintf(stderr, "tidesync config publish: %s\n", a.error.c_str());
+  auto a = api_client.put_latest(*expected, body.str());
+  if (!a) {
+    std::fprintf(stderr, "tidesync config publish: %s\n", a.error().message.c_str());
     return 1;
   }
-  if (a.status == 201) {
-    std::fputs(a.body.c_str(), stdout);
+  if (a->status == 201) {
+    std::fputs(a->body.c_str(), stdout);
     return 0;
   }
-  if (a.status == 409) {
-    auto v = json::parse(a.body);
+  if (a->status == 409) {
+    auto v = json::parse(a->body);
     std::string cur = v && v->is_object() ? std::string(v->get_string("currentRevision")) : "";
     std::fprintf(stderr, "tidesync config publish: conflict: the current revision is \"%s\"; %s\n",
-                 cur.c_str(), message_of(a.body).c_str());
+                 cur.c_str(), a->message().c_str());
     std::printf("%s\n", cur.c_str());
     return k_exit_conflict;
   }
-  std::fprintf(stderr, "tidesync config publish: %ld: %s\n", a.status, message_of(a.body).c_str());
+  std::fprintf(stderr, "tidesync config publish: %s\n",
+               configapi::answer_error(*a, api_client.where()).message.c_str());
   return 1;
 }
 
