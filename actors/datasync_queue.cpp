@@ -268,6 +268,7 @@ datasync_queue_actor::behavior_type datasync_queue(self_ptr self,
         if (auto it = st.reserved.find(key); it != st.reserved.end()) {
           a.granted = head_reservation(st) == it;
           it->second.denied = !a.granted;
+          it->second.since = steady::now();  // its actor is alive: the TTL counts from here
         }
         if (auto it = st.positions.find(key); it != st.positions.end()) a.position = it->second;
         a.syncing = st.syncing;

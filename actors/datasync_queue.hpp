@@ -26,7 +26,12 @@
 
 namespace tidesync::actors {
 
-inline constexpr std::chrono::seconds k_reservation_ttl{30};
+// How long an admitted DataSync keeps its slot without being seen Syncing (from its last ask),
+// and a new DataSync its place without its Queued status written. Long enough for writes that
+// wait behind the client's rate limit: 1,000 DataSyncs created at once put ~2,000 writes (label,
+// Queued) ahead of the first Syncing write, 40 s at the default 50 qps (docs/benchmarks.md); 30 s
+// was measured to give slots away and let younger DataSyncs start first.
+inline constexpr std::chrono::seconds k_reservation_ttl{300};
 
 // What the queue needs of one DataSync (read from its cached JSON).
 struct queue_entry {
