@@ -7,6 +7,7 @@ find_package(spdlog CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(LibArchive REQUIRED)
+find_package(zstd CONFIG REQUIRED)
 
 # cpp-httplib: Debian ships it split (declarations in the header, code in libcpp-httplib.so);
 # its pkg-config file carries the defines that must match the library's build.

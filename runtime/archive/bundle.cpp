@@ -5,15 +5,19 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <istream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -358,30 +362,173 @@ expected<pack_result> pack_bundle(const fs::path& dir, const fs::path& out_file,
 
 namespace {
 
+// The zstd side of unpacking, on its own thread: it reads the compressed stream (hashing every
+// byte of it, up to its end), decompresses it and hands the tar bytes to libarchive through a
+// small bounded queue. Decompression and the file writes then run side by side, as with
+// `tar --zstd` and its zstd process (measured: docs/benchmarks.md, "Config bundle extraction").
+class decompressor {
+ public:
+  explicit decompressor(const read_callback& read) : read_(read) {}
+  ~decompressor() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  decompressor(const decompressor&) = delete;
+  decompressor& operator=(const decompressor&) = delete;
+
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+
+  // The next chunk of tar bytes into `out`: true with data, false at the end or on an error
+  // (then source_error() or decode_error() says which).
+  bool next(std::vector<char>& out) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !queue_.empty() || done_; });
+    if (queue_.empty()) return false;
+    out = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    return true;
+  }
+
+  // Valid once next() returned false.
+  [[nodiscard]] const std::optional<error>& source_error() const { return source_error_; }
+  [[nodiscard]] const std::string& decode_error() const { return decode_error_; }
+  std::string sha256() { return hasher_.finish(); }
+  [[nodiscard]] uint64_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr size_t k_chunk = 1 << 20;
+  static constexpr size_t k_queue = 4;
+  // Frames needing a larger window are refused (memory stays bounded whatever the input);
+  // pack_bundle's levels 1..19 need at most 2^23.
+  static constexpr int k_window_log_max = 24;
+
+  bool push(std::vector<char> chunk) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return queue_.size() < k_queue || stop_; });
+    if (stop_) return false;
+    queue_.push_back(std::move(chunk));
+    cv_.notify_all();
+    return true;
+  }
+
+  void finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  void run() {
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!dctx) {
+      decode_error_ = "out of memory";
+      return finish();
+    }
+    ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, k_window_log_max);
+    std::vector<char> in(k_buffer_size);
+    std::vector<char> out(k_chunk);
+    size_t filled = 0;
+    size_t hint = 1;  // ZSTD_decompressStream's last answer: 0 at a frame's end
+    bool any = false;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) break;
+      }
+      auto r = read_(in.data(), in.size());
+      if (!r) {
+        source_error_ = r.error();
+        break;
+      }
+      size_t n = std::min(*r, in.size());
+      if (n == 0) {
+        if (!any)
+          decode_error_ = "the stream is empty";
+        else if (hint != 0)
+          decode_error_ = "the zstd stream ends inside a frame";
+        break;
+      }
+      any = true;
+      hasher_.update(in.data(), n);
+      bytes_ += n;
+      ZSTD_inBuffer ib{in.data(), n, 0};
+      while (ib.pos < ib.size && decode_error_.empty()) {
+        ZSTD_outBuffer ob{out.data() + filled, out.size() - filled, 0};
+        hint = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+        if (ZSTD_isError(hint)) {
+          decode_error_ = std::string("zstd: ") + ZSTD_getErrorName(hint);
+          break;
+        }
+        filled += ob.pos;
+        if (filled == out.size()) {
+          if (!push(std::move(out))) return finish();
+          out = std::vector<char>(k_chunk);
+          filled = 0;
+        }
+      }
+      if (!decode_error_.empty()) break;
+    }
+    // Flush what the decoder still holds once the input is consumed.
+    while (decode_error_.empty() && !source_error_ && hint != 0 && any) {
+      ZSTD_inBuffer ib{nullptr, 0, 0};
+      ZSTD_outBuffer ob{out.data() + filled, out.size() - filled, 0};
+      hint = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+      if (ZSTD_isError(hint) || ob.pos == 0) break;
+      filled += ob.pos;
+      if (filled == out.size()) {
+        if (!push(std::move(out))) return finish();
+        out = std::vector<char>(k_chunk);
+        filled = 0;
+      }
+    }
+    if (filled > 0 && decode_error_.empty() && !source_error_) {
+      out.resize(filled);
+      push(std::move(out));
+    }
+    finish();
+  }
+
+  const read_callback& read_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::vector<char>> queue_;
+  bool stop_ = false;
+  bool done_ = false;
+  sha256_hasher hasher_;
+  uint64_t bytes_ = 0;
+  std::optional<error> source_error_;
+  std::string decode_error_;
+};
+
 struct reader_ctx {
-  const read_callback* read = nullptr;
-  std::vector<char> buf = std::vector<char>(k_buffer_size);
-  sha256_hasher hasher;
-  uint64_t bytes = 0;
-  bool eof = false;
-  std::optional<error> source_error;
+  decompressor* source = nullptr;
+  std::vector<char> current;  // what libarchive reads now (valid until the next callback)
 };
 
 la_ssize_t read_cb(struct archive* a, void* client, const void** out) {
   auto* ctx = static_cast<reader_ctx*>(client);
-  *out = ctx->buf.data();
-  if (ctx->eof) return 0;
-  auto r = (*ctx->read)(ctx->buf.data(), ctx->buf.size());
-  if (!r) {
-    ctx->source_error = r.error();
-    archive_set_error(a, EIO, "reading the bundle failed: %s", r.error().message.c_str());
-    return -1;
+  if (!ctx->source->next(ctx->current)) {
+    *out = nullptr;
+    if (ctx->source->source_error()) {
+      archive_set_error(a, EIO, "reading the bundle failed: %s",
+                        ctx->source->source_error()->message.c_str());
+      return -1;
+    }
+    if (!ctx->source->decode_error().empty()) {
+      archive_set_error(a, EINVAL, "%s", ctx->source->decode_error().c_str());
+      return -1;
+    }
+    return 0;
   }
-  size_t n = std::min(*r, ctx->buf.size());
-  if (n == 0) ctx->eof = true;
-  ctx->hasher.update(ctx->buf.data(), n);
-  ctx->bytes += n;
-  return static_cast<la_ssize_t>(n);
+  *out = ctx->current.data();
+  return static_cast<la_ssize_t>(ctx->current.size());
 }
 
 std::string join(const std::vector<std::string>& parts, size_t count) {
@@ -687,14 +834,17 @@ void clear_dir(const fs::path& dest) {
     fs::remove_all(it->path(), ec);
 }
 
-expected<unpack_result> extract(reader_ctx& ctx, int root_fd, const unpack_limits& limits) {
+expected<unpack_result> extract(const read_callback& read, int root_fd,
+                                const unpack_limits& limits) {
+  decompressor source(read);
+  reader_ctx ctx;
+  ctx.source = &source;
   read_handle a(archive_read_new());
   if (!a) return make_error(errc::internal, "archive_read_new failed (out of memory)");
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_format_tar(a.get());
+  archive_read_support_format_tar(a.get());  // the zstd layer is `source`
   auto stream_error = [&](const std::string& where) -> error {
-    if (ctx.source_error) {
-      error e = *ctx.source_error;
+    if (source.source_error()) {
+      error e = *source.source_error();
       e.message = "reading the bundle " + where + " failed: " + e.message;
       return e;
     }
@@ -703,6 +853,7 @@ expected<unpack_result> extract(reader_ctx& ctx, int root_fd, const unpack_limit
                                              " (" + (msg != nullptr ? msg : "unknown error") +
                                              "); it is corrupt or truncated: download it again");
   };
+  source.start();
   if (archive_read_open(a.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK)
     return stream_error("at its start");
   extractor x(root_fd, limits);
@@ -718,19 +869,20 @@ expected<unpack_result> extract(reader_ctx& ctx, int root_fd, const unpack_limit
     if (auto r = x.add(a.get(), e); !r) return r.error();
   }
   if (auto r = x.finish_symlinks(); !r) return r.error();
-  // Hash what libarchive did not need (padding after the end-of-archive blocks).
-  while (!ctx.eof) {
-    auto r = (*ctx.read)(ctx.buf.data(), ctx.buf.size());
-    if (!r) return stream_error("at its end");
-    size_t n = std::min(*r, ctx.buf.size());
-    if (n == 0) break;
-    ctx.hasher.update(ctx.buf.data(), n);
-    ctx.bytes += n;
+  // Read and hash what libarchive did not need (the end of the stream after the end-of-archive
+  // blocks); a stream that does not end cleanly is refused like a truncated one.
+  std::vector<char> rest;
+  while (source.next(rest)) {
   }
-  ctx.eof = true;
+  if (source.source_error()) return stream_error("at its end");
+  if (!source.decode_error().empty())
+    return make_error(errc::parse_error,
+                      "the bundle is not a readable tar.zst archive at its end (" +
+                          source.decode_error() +
+                          "); it is corrupt or truncated: download it again");
   unpack_result out;
-  out.sha256 = ctx.hasher.finish();
-  out.archive_bytes = ctx.bytes;
+  out.sha256 = source.sha256();
+  out.archive_bytes = source.bytes();
   out.entries = x.entries();
   out.content_bytes = x.content_bytes();
   if (limits.expected_sha256 && *limits.expected_sha256 != out.sha256)
@@ -766,9 +918,7 @@ expected<unpack_result> unpack_bundle(const read_callback& read, const fs::path&
   }
   unique_fd root(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return io_error("cannot open " + dest.string(), errno);
-  reader_ctx ctx;
-  ctx.read = &read;
-  auto r = extract(ctx, root.get(), limits);
+  auto r = extract(read, root.get(), limits);
   if (!r) {
     clear_dir(dest);
     return r.error();
