@@ -9,8 +9,11 @@
 #    tidesync.io/sync-now annotation runs one sync at once;
 # 3. waits until that BucketSync is Finished and the DataSync demo-images (datasync.yaml: two
 #    files of demo-source into two volumes) Succeeded, shows the objects and bucket demo-backup;
-# 4. --once: checks that demo-backup holds every file of demo-data and the DataSync's volumes
-#    the two files, with identical content (exit 0 only then), and stops; otherwise keeps running for kubectl until Ctrl-C.
+#    then publishes demo-data as the SharedConfig demo-config (sharedconfig.yaml) through the
+#    controller's config API and runs `tidesync agent config init` into DIR/shared;
+# 4. --once: checks that demo-backup holds every file of demo-data, the DataSync's volumes
+#    the two files and DIR/shared/live the whole folder, with identical content (exit 0 only
+#    then), and stops; otherwise keeps running for kubectl until Ctrl-C.
 # Each run starts a fresh simulation (the previous DIR/state.json is moved to
 # DIR/state.json.previous) and fresh buckets.
 # Options (or environment):
@@ -215,10 +218,44 @@ while :; do
   sleep 0.25 # poll interval
 done
 
+# --- the SharedConfig (deploy/examples/sharedconfig.yaml) ---------------------------------
+# Publish deploy/examples/demo-data through the controller's config API, then run the agent as
+# a pod's init container would: .tidesync-sim/shared/live becomes that revision.
+sharedconfig=demo-config
+config_api="$(cat "$data_dir/config-api" 2>/dev/null || true)"
+[ -n "$config_api" ] || fail "the controller did not write its config API address to $data_dir/config-api"
+token_file="$data_dir/config-api-token"
+(umask 077 && k get secret tidesync-config-api -n tidesync-system -o jsonpath='{.data.token}' |
+  base64 -d >"$token_file") || fail "cannot read the config API token (Secret tidesync-system/tidesync-config-api)"
+say "tidesync config publish deploy/examples/demo-data --config $namespace/$sharedconfig (config API $config_api)"
+publish() {
+  "$bin" config publish deploy/examples/demo-data --api "$config_api" \
+    --config "$namespace/$sharedconfig" --expected-revision "$1" --token-file "$token_file"
+}
+publish_rc=0
+published="$(publish "")" || publish_rc=$?
+if ((publish_rc == 4)); then # a revision from an earlier run: publish against it
+  publish_rc=0
+  published="$(publish "$published")" || publish_rc=$?
+fi
+((publish_rc == 0)) || fail "tidesync config publish failed (exit code $publish_rc)"
+say "  latest.json: $published"
+shared_root="$data_dir/shared"
+say "tidesync agent config init --root $shared_root (from the config API and bucket demo-config)"
+agent_rc=0
+REMOTE_TYPE=s3 REMOTE_PROVIDER=Other REMOTE_ENDPOINT="$endpoint" REMOTE_REGION=us-east-1 \
+  REMOTE_FORCE_PATH_STYLE=true REMOTE_ACCESS_KEY_ID=S3RVER REMOTE_SECRET_ACCESS_KEY=S3RVER \
+  "$bin" agent config init --root "$shared_root" --api "$config_api" \
+  --config "$namespace/$sharedconfig" --token-file "$token_file" \
+  --store s3://demo-config/shared-config/demo >"$data_dir/agent-config.log" 2>&1 || agent_rc=$?
+sed 's/^/    /' "$data_dir/agent-config.log"
+((agent_rc == 0)) || fail "tidesync agent config init failed (exit code $agent_rc)"
+say "  $shared_root/live -> $(readlink "$shared_root/live")"
+
 # --- the result ---------------------------------------------------------------------------
 echo
-say "kubectl get bucketsyncpolicies,bucketsyncs,datasyncs,persistentvolumeclaims,jobs"
-k get bucketsyncpolicies,bucketsyncs,datasyncs,persistentvolumeclaims,jobs -n "$namespace" || true
+say "kubectl get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,persistentvolumeclaims,jobs"
+k get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,persistentvolumeclaims,jobs -n "$namespace" || true
 job="$(k get bucketsync "$run" -n "$namespace" -o jsonpath='{.status.job}' 2>/dev/null || true)"
 if [ -n "$job" ]; then
   for log in "$data_dir/logs/$namespace/$job"-*.log; do
@@ -246,6 +283,9 @@ if ((once)); then
       fail "the DataSync's volume does not hold deploy/examples/demo-data/${vm#*:} ($got)"
   done
   say "OK: DataSync $datasync put both images into its volumes with identical content"
+  diff -r deploy/examples/demo-data "$shared_root/live/" >/dev/null ||
+    fail "$shared_root/live does not hold the files of deploy/examples/demo-data"
+  say "OK: SharedConfig $sharedconfig is live in $shared_root/live with identical content"
   exit 0
 fi
 
@@ -261,6 +301,9 @@ demo: the simulation keeps running. In another terminal:
   ls $data_dir/volumes/$namespace/$datasync-*/                 # the downloaded images
   kubectl describe bucketsyncpolicy $policy                   # conditions; next scheduled run (every 5 min)
   ls $data_dir/logs/$namespace/                                # each rclone pod's log
+  kubectl get sharedconfigs; ls -l $shared_root/live/          # the shared config and its live tree
+  $bin config publish DIR --api $config_api --config $namespace/$sharedconfig \\
+    --token-file $token_file --expected-revision "\$(kubectl get sharedconfig $sharedconfig -o jsonpath='{.status.revision}')"
 
   # the buckets (s3rver at $endpoint, access key and secret S3RVER):
   export RCLONE_CONFIG_DEMO_TYPE=s3 RCLONE_CONFIG_DEMO_PROVIDER=Other RCLONE_CONFIG_DEMO_ENDPOINT=$endpoint \\
