@@ -287,18 +287,8 @@ run_result run_once(const options& o, int run_index) {
       cargs.push_back("--kube-api-burst");
       cargs.push_back(std::to_string(o.burst));
     }
-    int clog = open(controller_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    child ctl = spawn(cargs, clog, clog, {}, {"TIDESYNC_LOG_LEVEL", "KUBECONFIG"});
-    close(clog);
-    bool started = wait_until(
-        [&] {
-          return exited(ctl) ||
-                 read_file(controller_log).find("informer caches synced") != std::string::npos;
-        },
-        std::chrono::seconds(60));
-    if (!started || exited(ctl)) {
-      std::fprintf(stderr, "  the controller did not start; see %s\n", controller_log.c_str());
-    } else {
+    child ctl = start_controller(cargs, controller_log);
+    if (ctl.pid > 0) {
       proc_sample before = sample(ctl.pid);
       r.rss_before_mib = before.rss_mib;
       std::fprintf(stderr, "  controller pid %d, simulate pid %d; RSS %.1f MiB before\n", ctl.pid,
@@ -384,15 +374,10 @@ run_result run_once(const options& o, int run_index) {
   }
   stop_child(sim, "simulate", std::chrono::seconds(30));
 
-  std::ifstream cl(controller_log);
-  for (std::string line; std::getline(cl, line);) {
-    bool warn = line.find(" warning [") != std::string::npos;
-    bool err =
-        line.find(" error [") != std::string::npos || line.find(" critical [") != std::string::npos;
-    if (warn) ++r.log_warnings;
-    if (err) ++r.log_errors;
-    if ((warn || err) && r.log_samples.size() < 5) r.log_samples.push_back(line);
-  }
+  auto scanned = scan_log(controller_log);
+  r.log_warnings = scanned.warnings;
+  r.log_errors = scanned.errors;
+  r.log_samples = std::move(scanned.samples);
   if (r.ok && !o.keep && r.log_errors == 0) {
     std::error_code ec;
     fs::remove_all(dir, ec);

@@ -213,4 +213,42 @@ inline child start_api_server(const std::string& tidesync, const std::string& cr
   return sim;
 }
 
+// `tidesync controller ARGS...` with its output in `log`, once it logged "informer caches
+// synced"; pid -1 (and the child stopped) when it did not within a minute.
+inline child start_controller(const std::vector<std::string>& argv, const fs::path& log) {
+  int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  child ctl = spawn(argv, fd, fd, {}, {"TIDESYNC_LOG_LEVEL", "KUBECONFIG"});
+  close(fd);
+  bool started = wait_until(
+      [&] {
+        return exited(ctl) || read_file(log).find("informer caches synced") != std::string::npos;
+      },
+      std::chrono::seconds(60));
+  if (started && !exited(ctl)) return ctl;
+  std::fprintf(stderr, "  the controller did not start; see %s\n", log.c_str());
+  stop_child(ctl, "controller", std::chrono::seconds(10));
+  return {};
+}
+
+// The warnings and errors of a tidesync log, with the first few lines of them.
+struct log_summary {
+  int warnings = 0;
+  int errors = 0;
+  std::vector<std::string> samples;
+};
+
+inline log_summary scan_log(const fs::path& log) {
+  log_summary s;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    bool warn = line.find(" warning [") != std::string::npos;
+    bool err =
+        line.find(" error [") != std::string::npos || line.find(" critical [") != std::string::npos;
+    if (warn) ++s.warnings;
+    if (err) ++s.errors;
+    if ((warn || err) && s.samples.size() < 5) s.samples.push_back(line);
+  }
+  return s;
+}
+
 }  // namespace tidesync::bench
