@@ -96,9 +96,21 @@ bool same_status(const config::bucket_sync_policy_status& a,
          a.observed_generation == b.observed_generation && a.conditions == b.conditions;
 }
 
-// Oldest first: creation time (a child without one sorts first), then name.
+// The child's k_created_annotation, when it has a valid one.
+std::optional<int64_t> created_us(const policy_child& c) {
+  auto it = c.annotations.find(std::string(k_created_annotation));
+  if (it == c.annotations.end() || it->second.empty() || it->second.size() > 18 ||
+      it->second.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoll(it->second);
+}
+
+// Oldest first: creation time (a child without one sorts first), then within one second the
+// controller's creation clock (k_created_annotation), then name.
 bool older(const policy_child* a, const policy_child* b) {
   if (a->creation_time != b->creation_time) return a->creation_time < b->creation_time;
+  auto ua = created_us(*a), ub = created_us(*b);
+  if (ua && ub && *ua != *ub) return *ua < *ub;
   return a->name < b->name;
 }
 

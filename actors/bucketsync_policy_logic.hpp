@@ -29,6 +29,10 @@ inline constexpr std::string_view k_trigger_label = "tidesync.io/trigger";
 // Annotation on a cron run: the RFC 3339 fire time it was created for.
 inline constexpr std::string_view k_scheduled_time_annotation = "tidesync.io/scheduled-time";
 // A manual run carries config::k_sync_now_annotation with the policy's annotation value.
+// Every run carries the controller's clock when it created it, in microseconds since the epoch:
+// creationTimestamp has whole seconds, and two runs of one second (a manual run right after
+// another) must still prune in the order they were made.
+inline constexpr std::string_view k_created_annotation = "tidesync.io/created-at-us";
 
 // The policy condition that makes the manual trigger exactly-once (see docs/bucketsync-policy.md):
 // False (NotRequested / Waiting / Running) while no requested sync has completed, True

@@ -177,7 +177,18 @@ void policy_continue(pself self) {
   auto& st = self->state;
   auto& r = st.result;
   if (st.next_create < r.create.size()) {
-    const auto& obj = r.create[st.next_create++];
+    // The object as the step made it, stamped with this process's clock (the order of runs
+    // created within one second; see k_created_annotation).
+    auto obj = r.create[st.next_create++];
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    if (auto* md = obj.at("metadata"); md != nullptr && md->is_object()) {
+      auto& m = md->as_object();
+      if (auto* a = m.find("annotations"); a == nullptr || !a->is_object())
+        m["annotations"] = json::value(json::object{});
+      m["annotations"].as_object()[std::string(k_created_annotation)] = std::to_string(us);
+    }
     api(
         self,
         [&](auto cb) {

@@ -450,6 +450,30 @@ TEST(BucketSyncPolicyStep, HistoryLimitKeepsTheNewestFinished) {
   EXPECT_TRUE(all.run(at("2024-01-15T01:40:00Z"), false).remove.empty());
 }
 
+// A manual run created in the same second as the one before it: creationTimestamp ties, and its
+// name (a hash) may sort first; the controller's creation clock decides which is older.
+TEST(BucketSyncPolicyStep, HistoryLimitOrdersRunsOfOneSecondByTheirCreationClock) {
+  world w;
+  w.policy["spec"]["syncHistoryLimit"] = 1;
+  auto add = [&](std::string name, const char* us) {
+    policy_child c;
+    c.name = std::move(name);
+    c.creation_time = at("2024-01-15T01:30:10Z");
+    c.phase = bucket_sync_phase::finished;
+    c.annotations[std::string(k_created_annotation)] = us;
+    w.children.push_back(c);
+  };
+  add("nightly-manual-0d21f81069", "1705282210100000");  // the first run
+  add("nightly-manual-096707b50e", "1705282210900000");  // the second: its name sorts first
+  auto r = w.run(at("2024-01-15T01:31:00Z"), false);
+  EXPECT_EQ(r.remove, std::vector<std::string>{"nightly-manual-0d21f81069"});
+  // Without the annotation (runs created by an older controller): by name, as before.
+  for (auto& c : w.children)
+    c.annotations.clear();
+  r = w.run(at("2024-01-15T01:31:00Z"), false);
+  EXPECT_EQ(r.remove, std::vector<std::string>{"nightly-manual-096707b50e"});
+}
+
 TEST(BucketSyncPolicyStep, HistoryLimitNeverPrunesAnUnacknowledgedManualRun) {
   world w;
   w.policy["spec"]["syncHistoryLimit"] = 1;
