@@ -1,8 +1,11 @@
-// File-tree helpers for the transfer tests: deterministic payloads, write/read, and a tree
-// snapshot to compare two directories byte for byte.
+// File-tree helpers for the tests: a temporary directory, deterministic payloads, write/read,
+// and a tree snapshot to compare two directories byte for byte.
 #pragma once
 
+#include <stdlib.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +13,27 @@
 #include <string>
 
 namespace tidesync::test {
+
+// A directory under /tmp made with mkdtemp (`prefix` names it), removed with everything in it
+// when it goes out of scope.
+class temp_dir {
+ public:
+  explicit temp_dir(const std::string& prefix = "tidesync-test") {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // `n` pseudo-random bytes (xorshift), the same for the same seed.
 inline std::string payload(size_t n, uint32_t seed) {

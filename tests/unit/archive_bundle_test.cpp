@@ -15,31 +15,14 @@
 #include <vector>
 
 #include "runtime/archive/bundle.hpp"
+#include "tests/support/files.hpp"
 
 namespace tidesync::archive {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A directory under /tmp made with mkdtemp, removed at the end of the test.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = "/tmp/tidesync-archive-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::temp_dir;
 
 void write_file(const fs::path& p, const std::string& content, fs::perms mode = fs::perms(0644)) {
   fs::create_directories(p.parent_path());
@@ -47,12 +30,7 @@ void write_file(const fs::path& p, const std::string& content, fs::perms mode = 
   fs::permissions(p, mode);
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_file;
 
 unsigned mode_of(const fs::path& p) {
   struct stat st {};

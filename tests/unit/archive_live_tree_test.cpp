@@ -14,38 +14,16 @@
 
 #include "runtime/archive/bundle.hpp"
 #include "runtime/archive/live_tree.hpp"
+#include "tests/support/files.hpp"
 
 namespace tidesync::archive {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A directory under /tmp made with mkdtemp, removed at the end of the test.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = "/tmp/tidesync-live-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
+using test::temp_dir;
 
- private:
-  fs::path path_;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_file;
 
 // Extracts a fake revision: a.txt and b.txt both hold `content`.
 void stage(const fs::path& root, const std::string& rev, const std::string& content) {

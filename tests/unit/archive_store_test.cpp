@@ -15,37 +15,16 @@
 #include "runtime/archive/revision.hpp"
 #include "runtime/archive/store.hpp"
 #include "runtime/transfer/backend.hpp"
+#include "tests/support/files.hpp"
 
 namespace tidesync::archive {
 namespace {
 
 namespace fs = std::filesystem;
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = "/tmp/tidesync-store-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
+using test::temp_dir;
 
- private:
-  fs::path path_;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_file;
 
 void write_file(const fs::path& p, const std::string& data) {
   fs::create_directories(p.parent_path());

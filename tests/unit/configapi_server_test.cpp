@@ -14,6 +14,7 @@
 #include "runtime/archive/bundle.hpp"
 #include "runtime/configapi/server.hpp"
 #include "runtime/json/value.hpp"
+#include "tests/support/fake_config_backend.hpp"
 
 using namespace tidesync;
 using namespace std::chrono_literals;
@@ -21,60 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One config "team/alice" held in memory; long-polls wait on a condition variable.
-class fake_backend : public configapi::backend {
- public:
-  expected<uint64_t> max_bundle_bytes(const configapi::config_ref& ref) override {
-    if (ref.ns != "team" || ref.name != "alice")
-      return make_error(errc::not_found, "no SharedConfig " + ref.ns + "/" + ref.name);
-    return max_bytes;
-  }
-  expected<std::optional<archive::latest>> latest(const configapi::config_ref& ref,
-                                                  const std::optional<std::string>& known,
-                                                  std::chrono::milliseconds wait) override {
-    if (ref.ns != "team" || ref.name != "alice") return make_error(errc::not_found, "no such");
-    std::unique_lock<std::mutex> lock(mu);
-    ++waits_started;
-    cv.notify_all();
-    if (known)
-      cv.wait_for(lock, wait,
-                  [&] { return cancelled || (current && current->revision != *known); });
-    return current;
-  }
-  expected<configapi::publish_outcome> publish(const configapi::config_ref&,
-                                               const std::string& expected, const fs::path& bundle,
-                                               const std::string& checksum) override {
-    std::lock_guard<std::mutex> lock(mu);
-    configapi::publish_outcome out;
-    std::string cur = current ? current->revision : "";
-    if (expected != cur) {
-      out.conflict = true;
-      if (current) out.latest = *current;
-      return out;
-    }
-    EXPECT_TRUE(fs::exists(bundle));
-    archive::latest l;
-    l.revision = archive::make_revision(std::chrono::system_clock::now(), cur);
-    l.checksum = checksum;
-    l.updated_at = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-    current = l;
-    out.latest = l;
-    cv.notify_all();
-    return out;
-  }
-  void cancel_waits() override {
-    std::lock_guard<std::mutex> lock(mu);
-    cancelled = true;
-    cv.notify_all();
-  }
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<archive::latest> current;
-  uint64_t max_bytes = 1 << 20;
-  int waits_started = 0;
-  bool cancelled = false;
-};
+using test::fake_backend;
 
 class configapi_server : public ::testing::Test {
  protected:
