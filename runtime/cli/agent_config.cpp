@@ -87,7 +87,9 @@ void config_usage(std::FILE* out) {
       "remote, or s3://bucket/prefix/owner. The remote named 'remote' (and s3://) is configured\n"
       "by REMOTE_* variables (REMOTE_TYPE=s3, REMOTE_ACCESS_KEY_ID, REMOTE_SECRET_ACCESS_KEY,\n"
       "REMOTE_ENDPOINT, REMOTE_REGION, ...; RCLONE_CONFIG_REMOTE_* works too); other remotes by\n"
-      "RCLONE_CONFIG_<NAME>_*. A local directory works as well.\n\n"
+      "RCLONE_CONFIG_<NAME>_*. A local directory works as well. With --engine=rclone the store\n"
+      "is read by the rclone binary instead, so it may be any remote rclone knows (its config\n"
+      "file, or RCLONE_CONFIG_<NAME>_*; REMOTE_* becomes the remote 'remote').\n\n"
       "Flags:\n"
       "  --store LOCATION     the owner's folder in the store (required, with --api too)\n"
       "  --api URL            read latest.json from the config API, e.g.\n"
@@ -96,6 +98,8 @@ void config_usage(std::FILE* out) {
       "  --token-file F       with --api: the bearer token, re-read before each request\n"
       "                       (default $TIDESYNC_CONFIG_TOKEN): the key token of Secret\n"
       "                       tidesync-config-api in the controller's namespace\n"
+      "  --engine E           native (default: S3, SFTP, crypt, local) or rclone (any rclone\n"
+      "                       remote, read through the rclone binary; $TIDESYNC_RCLONE)\n"
       "  --root DIR           the shared directory (default /shared)\n"
       "  --keep N             extracted revisions to keep, the live one always (default 3)\n"
       "  --max-bytes SIZE     refuse a bundle whose archive or extracted files exceed SIZE\n"
@@ -114,6 +118,7 @@ struct settings {
   bool watch = false;
   fs::path root = "/shared";
   std::string store;
+  bool rclone = false;  // --engine=rclone
   size_t keep = 3;
   uint64_t max_bytes = 1ull << 30;
   uint64_t max_entries = 100000;
@@ -178,9 +183,9 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
       config_usage(stdout);
       return k_exit_ok;
     }
-    const bool known = flag == "--root" || flag == "--store" || flag == "--keep" ||
-                       flag == "--max-bytes" || flag == "--max-entries" || flag == "--api" ||
-                       flag == "--config" || flag == "--token-file" ||
+    const bool known = flag == "--root" || flag == "--store" || flag == "--engine" ||
+                       flag == "--keep" || flag == "--max-bytes" || flag == "--max-entries" ||
+                       flag == "--api" || flag == "--config" || flag == "--token-file" ||
                        ((flag == "--interval" || flag == "--wait") && s.watch);
     if (!known) {
       if (flag == "--interval" || flag == "--wait")
@@ -196,6 +201,10 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
       s.root = value;
     } else if (flag == "--store") {
       s.store = value;
+    } else if (flag == "--engine") {
+      if (value != "native" && value != "rclone")
+        return bad("--engine is native or rclone, not \"" + value + "\"");
+      s.rclone = value == "rclone";
     } else if (flag == "--keep") {
       uint64_t n = 0;
       if (!parse_count(value, n) || n < 1)
@@ -728,22 +737,26 @@ int run_watch_api(agent& a, const settings& s, configapi::client& api) {
 
 }  // namespace
 
+// The owner's folder as a backend: native (parsed as `tidesync sync` parses a location) or, with
+// --engine=rclone, through the rclone binary. Errors are usage errors (a remote not configured).
+expected<std::unique_ptr<transfer::backend>> open_store(const settings& s, http::loop& loop) {
+  if (s.rclone) return transfer::make_rclone_backend(store_location_text(s.store));
+  auto loc = transfer::parse_location(store_location_text(s.store),
+                                      transfer::with_seed_remote(transfer::process_env()));
+  if (!loc) return loc.error();
+  if (loc->kind == transfer::location_kind::s3 && loc->prefix.empty())
+    complain("warning: --store " + s.store +
+             " is a whole bucket; the owner's folder is usually bucket/prefix/owner");
+  return transfer::make_backend(*loc, loop, archive::store_backend_options());
+}
+
 int run_agent_config(int argc, char** argv) {
   settings s;
   if (auto code = parse_args(argc, argv, s)) return *code;
 
-  auto loc = transfer::parse_location(store_location_text(s.store),
-                                      transfer::with_seed_remote(transfer::process_env()));
-  if (!loc) {
-    complain("--store: " + loc.error().message);
-    return k_exit_usage;
-  }
-  if (loc->kind == transfer::location_kind::s3 && loc->prefix.empty())
-    complain("warning: --store " + s.store +
-             " is a whole bucket; the owner's folder is usually bucket/prefix/owner");
   if (s.watch) block_stop_signals();
   http::loop loop;
-  auto backend = transfer::make_backend(*loc, loop, archive::store_backend_options());
+  auto backend = open_store(s, loop);
   if (!backend) {
     complain("--store: " + backend.error().message);
     return k_exit_usage;

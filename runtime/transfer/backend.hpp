@@ -116,6 +116,9 @@ std::unique_ptr<backend> make_http_backend(const location& loc, http::loop& loop
                                            const backend_options& opts);
 expected<std::unique_ptr<backend>> make_sftp_backend(const location& loc,
                                                      const backend_options& opts);
+// Read-only, over the rclone binary: any remote rclone knows ("NAME:path", configured by
+// RCLONE_CONFIG_<NAME>_* or rclone's config file; REMOTE_* configures the remote "remote").
+std::unique_ptr<backend> make_rclone_backend(std::string remote);
 expected<std::unique_ptr<backend>> make_crypt_backend(const location& loc, http::loop& loop,
                                                       const backend_options& opts);
 

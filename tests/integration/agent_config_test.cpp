@@ -562,3 +562,38 @@ TEST_F(agent_config_test, bad_usage_exits_2) {
 }
 
 }  // namespace
+
+// --engine=rclone: the store read through the rclone binary (any remote rclone knows; here s3rver
+// through REMOTE_*, which becomes rclone's remote "remote"), with the same checks: the checksum
+// is verified and a bad bundle leaves the live revision.
+TEST_F(agent_config_test, rclone_engine_reads_the_store_with_the_same_checks) {
+  const std::string rev1 = publish(config_dir("one"));
+  const fs::path root = dir_ / "pod";
+  auto first = init(root, {"--engine", "rclone"});
+  ASSERT_EQ(first.status, 0) << first.output;
+  EXPECT_NE(first.output.find("(rclone)"), std::string::npos) << first.output;
+  EXPECT_TRUE(live_is(root, rev1)) << first.output;
+  EXPECT_EQ(tree(root / "live"), tree(config_dir("one")));
+
+  // latest.json names a checksum the bundle does not have: refused, rev1 stays live.
+  const fs::path other = dir_ / "other.tar.zst";
+  ASSERT_TRUE(
+      archive::pack_bundle(config_dir("two"), other, archive::pack_options{.fsync = false}));
+  const std::string bad = publish_file(other, "sha256:" + std::string(64, '0'));
+  auto refused = init(root, {"--engine", "rclone"});
+  EXPECT_EQ(refused.status, 0) << "an earlier revision is live: a warning" << refused.output;
+  EXPECT_NE(refused.output.find("checksum"), std::string::npos) << refused.output;
+  EXPECT_TRUE(live_is(root, rev1));
+  EXPECT_EQ(tree(root / "live"), tree(config_dir("one")));
+
+  const std::string rev3 = publish(config_dir("two"));
+  auto next = init(root, {"--engine", "rclone"});
+  EXPECT_EQ(next.status, 0) << next.output;
+  EXPECT_TRUE(live_is(root, rev3)) << next.output;
+  EXPECT_EQ(tree(root / "live"), tree(config_dir("two")));
+  EXPECT_EQ(next.output.find(k_secret), std::string::npos) << "no secret in the output";
+
+  auto bad_engine = init(root, {"--engine", "gsutil"});
+  EXPECT_EQ(bad_engine.status, 2) << bad_engine.output;
+  EXPECT_NE(bad_engine.output.find("native or rclone"), std::string::npos) << bad_engine.output;
+}
