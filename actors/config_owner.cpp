@@ -124,8 +124,17 @@ config_owner_actor::behavior_type config_owner(self_ptr self, config_owner_setti
              uint32_t wait_ms) -> caf::result<config_reply> {
         auto& st = self->state;
         rebind(self);
-        if (!st.loaded)
-          if (auto ok = load(self); !ok) return config_reply::failure(ok.error());
+        // Read latest.json again (one small GET): another writer (a restore, an older tool) may
+        // have moved it. A store that does not answer: the last known state, if there is one.
+        const bool had = st.loaded;
+        auto known_before = st.current;
+        if (auto ok = load(self); !ok) {
+          if (!had) return config_reply::failure(ok.error());
+          st.current = std::move(known_before);
+          st.loaded = true;
+        } else if (st.current != known_before) {
+          answer_waiters(self, false);
+        }
         auto cur = st.current ? st.current->revision : std::string{};
         if (!has_known || known != cur || wait_ms == 0) return reply_of(st.current);
         auto id = ++st.next_id;

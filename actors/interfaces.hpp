@@ -131,8 +131,8 @@ using config_owner_actor = caf::typed_actor<
     // published yet) is the current revision: the bundle is uploaded before latest.json moves.
     // Answers published (the new latest), conflict (the current one) or a failure.
     caf::replies_to<atom::publish, std::string, std::string, std::string>::with<config_reply>,
-    // The current latest. With `has_known`, deferred until its revision differs from `known`
-    // or `wait_ms` passed (long-poll).
+    // The current latest (read from the store again). With `has_known`, deferred until its
+    // revision differs from `known` or `wait_ms` passed (long-poll).
     caf::replies_to<atom::poll, bool, std::string, uint32_t>::with<config_reply>,
     // Answer every deferred poll now (the API is stopping).
     caf::reacts_to<atom::flush>,

@@ -13,6 +13,7 @@
 #include "actors/kinds.hpp"
 #include "actors/lease_writer.hpp"
 #include "actors/lock_manager.hpp"
+#include "actors/sharedconfig_status.hpp"
 #include "actors/type_ids.hpp"
 #include "actors/watcher.hpp"
 #include "runtime/log.hpp"
@@ -78,6 +79,8 @@ struct manager::impl {
   // The config API: its server first, its writer (owner actors) second, both before `sys`.
   std::unique_ptr<configapi::backend> config_backend;
   std::unique_ptr<configapi::server> config_server;
+  watcher_actor sharedconfig_watcher;  // feeds sharedconfig_status
+  listener_actor sharedconfig_status;
 
   [[nodiscard]] std::vector<std::shared_ptr<watched>> informers() const {
     return {ctx->bucket_syncs,    ctx->policies,          ctx->jobs,
@@ -225,7 +228,8 @@ expected<uint16_t> manager::start_config_api(configapi::server_options options,
   auto& m = *impl_;
   if (m.config_server) return m.config_server->port();
   config_api_options o;
-  o.leading = std::move(leading);
+  o.leading = leading;
+  auto o_leading = std::move(leading);
   m.config_backend = make_config_api_backend(*m.sys, m.client, m.loop, std::move(o));
   auto s = configapi::server::start(*m.config_backend, std::move(options));
   if (!s) {
@@ -233,6 +237,17 @@ expected<uint16_t> manager::start_config_api(configapi::server_options options,
     return s.error();
   }
   m.config_server = std::move(*s);
+  // The SharedConfigs' status, from a watch of their own: not part of synced() (a cluster
+  // without the SharedConfig CRD still runs the other controllers).
+  sharedconfig_status_settings ss;
+  ss.backend = m.config_backend.get();
+  ss.sharedconfigs =
+      make_watched(m.client, m.loop, sharedconfigs_resource(), m.options.watch_namespace);
+  ss.client = &m.client;
+  ss.leading = o_leading;
+  m.sharedconfig_watcher = m.sys->spawn(watcher, ss.sharedconfigs);
+  m.sharedconfig_status = spawn_sharedconfig_status(*m.sys, std::move(ss));
+  caf::anon_send(m.sharedconfig_watcher, atom::subscribe_v, m.sharedconfig_status);
   return m.config_server->port();
 }
 
@@ -242,6 +257,15 @@ void manager::stop() {
   m.stopped = true;
   if (m.config_server) m.config_server->stop();  // ends long-polls, finishes requests
   m.config_server.reset();
+  if (m.sharedconfig_status) {
+    // It may be in a call to the backend: wait until it is gone before the backend goes.
+    caf::anon_send_exit(m.sharedconfig_watcher, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(m.sharedconfig_status, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{*m.sys};
+    self->wait_for(m.sharedconfig_status);
+    m.sharedconfig_status = nullptr;
+    m.sharedconfig_watcher = nullptr;
+  }
   m.config_backend.reset();  // its owner actors exit
   auto shutdown = caf::exit_reason::user_shutdown;
   if (m.running) {

@@ -140,7 +140,7 @@ json::value to_json(const sharedconfig_status& s) {
   return json::value(json::object{
       {"revision", s.revision.empty() ? json::value() : json::value(s.revision)},
       {"checksum", s.checksum.empty() ? json::value() : json::value(s.checksum)},
-      {"size", s.revision.empty() ? json::value() : json::value(s.size)},
+      {"size", s.revision.empty() || s.size == 0 ? json::value() : json::value(s.size)},
       {"updatedAt", time_or_null(s.updated_at)},
       {"observedGeneration", s.observed_generation},
       {"conditions", to_json(s.conditions)},

@@ -36,7 +36,7 @@ struct sharedconfig_spec {
 struct sharedconfig_status {
   std::string revision;  // "" : nothing published yet
   std::string checksum;
-  int64_t size = 0;
+  int64_t size = 0;  // 0: not known (a revision published by another writer)
   std::optional<sys_seconds> updated_at;
   int64_t observed_generation = 0;
   std::vector<condition> conditions;

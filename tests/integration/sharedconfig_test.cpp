@@ -21,8 +21,11 @@
 #include "runtime/archive/bundle.hpp"
 #include "runtime/archive/live_tree.hpp"
 #include "runtime/archive/revision.hpp"
+#include "runtime/archive/store.hpp"
 #include "runtime/base64.hpp"
+#include "runtime/http/loop.hpp"
 #include "runtime/json/value.hpp"
+#include "runtime/transfer/backend.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/s3rver.hpp"
@@ -40,6 +43,7 @@ using tidesync::test::run_result;
 using tidesync::test::tree;
 using tidesync::test::write_file;
 namespace archive = tidesync::archive;
+namespace transfer = tidesync::transfer;
 using steady = std::chrono::steady_clock;
 
 const std::string k_binary = TIDESYNC_BINARY;
@@ -488,3 +492,75 @@ TEST_F(sharedconfig_e2e, init_reads_latest_from_the_api_and_refuses_a_wrong_toke
 }
 
 }  // namespace
+
+// The SharedConfig's status without a publish through the API: Empty at first; the revision a
+// writer put in the store by other means (a restore, an older writer) once it is there; and a
+// bad spec or a missing Secret reported as Ready=False with what to fix, while the good one
+// beside them is unaffected.
+TEST_F(sharedconfig_e2e, status_follows_the_store_and_reports_bad_specs) {
+  auto ready = [&](const std::string& name, const std::string& field) {
+    auto r = kubectl({"get", "sharedconfig", "-n", "team-a", name, "-o",
+                      "jsonpath={.status.conditions[?(@.type==\"Ready\")]." + field + "}"});
+    return r.status == 0 ? r.output : std::string{};
+  };
+  ASSERT_TRUE(eventually([&] { return ready("alice", "reason") == "Empty"; }, 30s))
+      << status_of("{.status}");
+  EXPECT_EQ(ready("alice", "status"), "True");
+
+  apply(
+      "apiVersion: tidesync.io/v1alpha1\nkind: SharedConfig\n"
+      "metadata: {name: nosecret, namespace: team-a}\n"
+      "spec: {ownerId: bob, bucket: " +
+      k_bucket + ", secretRef: {name: missing-store}}\n");
+  apply(
+      "apiVersion: tidesync.io/v1alpha1\nkind: SharedConfig\n"
+      "metadata: {name: badspec, namespace: team-a}\n"
+      "spec: {ownerId: carol, bucket: Not_A_Bucket, secretRef: {name: config-store}}\n");
+  ASSERT_TRUE(eventually([&] { return ready("nosecret", "reason") == "SecretNotFound"; }, 30s))
+      << ready("nosecret", "message");
+  EXPECT_EQ(ready("nosecret", "status"), "False");
+  EXPECT_NE(ready("nosecret", "message").find("missing-store"), std::string::npos);
+  ASSERT_TRUE(eventually([&] { return ready("badspec", "reason") == "InvalidSpec"; }, 30s))
+      << ready("badspec", "message");
+  EXPECT_NE(ready("badspec", "message").find("spec.bucket"), std::string::npos)
+      << ready("badspec", "message");
+
+  // A revision written to the store by another writer (a restore, an older tool): the status
+  // shows it once the SharedConfig is looked at again (any change to it).
+  tidesync::http::loop loop;
+  transfer::location loc;
+  loc.kind = transfer::location_kind::s3;
+  loc.text = "elsewhere:" + k_bucket + "/spritz-config/alice";
+  loc.bucket = k_bucket;
+  loc.prefix = "spritz-config/alice/";
+  loc.s3.endpoint = "http://127.0.0.1:" + std::to_string(s3_port_);
+  loc.s3.access_key_id = "S3RVER";
+  loc.s3.secret_access_key = "S3RVER";
+  archive::config_store store(
+      transfer::make_s3_backend(loc, loop, archive::store_backend_options()));
+  const fs::path bundle = dir_ / "elsewhere.tar.zst";
+  auto packed = archive::pack_bundle(config_dir("one"), bundle);
+  ASSERT_TRUE(packed.has_value());
+  archive::latest l{"2026-01-01T00-00-00Z", packed->sha256,
+                    std::chrono::sys_seconds{std::chrono::seconds{1767225600}}};
+  ASSERT_TRUE(store.upload_bundle(l.revision, bundle));
+  ASSERT_TRUE(store.write_latest(l));
+  ASSERT_EQ(kubectl({"annotate", "sharedconfig", "-n", "team-a", "alice", "look=again"}).status, 0);
+  ASSERT_TRUE(eventually([&] { return status_of("{.status.revision}") == l.revision; }, 30s))
+      << status_of("{.status}");
+  EXPECT_EQ(status_of("{.status.checksum}"), l.checksum);
+  EXPECT_EQ(status_of("{.status.size}"), "") << "not known for another writer's bundle";
+  EXPECT_EQ(ready("alice", "reason"), "Published");
+  EXPECT_EQ(ready("badspec", "reason"), "InvalidSpec") << "a bad neighbour stays reported";
+  // Fixing the Secret heals the other one.
+  std::string secret =
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: missing-store, namespace: team-a}\n"
+      "type: Opaque\ndata:\n";
+  for (const auto& [k, v] : store_env())
+    secret += "  " + k + ": " + tidesync::base64::encode(v) + "\n";
+  apply(secret);
+  ASSERT_EQ(kubectl({"annotate", "sharedconfig", "-n", "team-a", "nosecret", "look=again"}).status,
+            0);
+  ASSERT_TRUE(eventually([&] { return ready("nosecret", "reason") == "Empty"; }, 30s))
+      << ready("nosecret", "message");
+}

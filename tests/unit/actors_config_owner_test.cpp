@@ -151,6 +151,16 @@ TEST_F(ConfigOwnerActor, AWriteBehindItsBackIsSeenBeforeDeciding) {
   auto r = publish(published_.back());
   EXPECT_TRUE(r.conflict);
   EXPECT_EQ(r.revision, "2026-03-01T00-00-00Z");
+  // Reads see it too, and a store that stops answering leaves them the last known state.
+  store_->latest->revision = "2026-04-01T00-00-00Z";
+  auto seen = poll(std::nullopt, 0);
+  ASSERT_TRUE(seen->has_value());
+  EXPECT_EQ((*seen)->revision, "2026-04-01T00-00-00Z");
+  store_->fail_read = true;
+  auto cached = poll(std::nullopt, 0);
+  ASSERT_TRUE(cached->has_value());
+  EXPECT_TRUE((*cached)->ok);
+  EXPECT_EQ((*cached)->revision, "2026-04-01T00-00-00Z");
 }
 
 TEST_F(ConfigOwnerActor, AFailedUploadOrLatestWriteKeepsTheCurrentRevision) {
