@@ -155,7 +155,7 @@ class backend_impl : public configapi::backend {
     return *reply;
   }
 
-  // The owner of `ref`, spawned or replaced as its SharedConfig and Secret say.
+  // The owner of `ref`, spawned or rebound as its SharedConfig and Secret say.
   expected<entry> resolve(const configapi::config_ref& ref) {
     const std::string key = ref.ns + "/" + ref.name;
     auto now = std::chrono::steady_clock::now();
