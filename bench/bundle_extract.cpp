@@ -122,11 +122,7 @@ uint64_t tree_bytes(const fs::path& root) {
 
 int main(int argc, char** argv) {
   options o;
-  {
-    std::error_code ec;
-    auto self = fs::read_symlink("/proc/self/exe", ec);
-    o.tidesync = (self.parent_path().parent_path() / "tidesync").string();
-  }
+  o.tidesync = default_tidesync();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {

@@ -67,12 +67,7 @@ std::string live_of(const fs::path& root) {
 int main(int argc, char** argv) {
   int rounds = 50;
   bool keep = false;
-  std::string tidesync, crds = "deploy/crds";
-  {
-    std::error_code ec;
-    auto self = fs::read_symlink("/proc/self/exe", ec);
-    tidesync = (self.parent_path().parent_path() / "tidesync").string();
-  }
+  std::string tidesync = default_tidesync(), crds = "deploy/crds";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {

@@ -493,11 +493,7 @@ int usage() {
 
 int main(int argc, char** argv) {
   options o;
-  {
-    std::error_code ec;
-    auto self = fs::read_symlink("/proc/self/exe", ec);
-    o.tidesync = (self.parent_path().parent_path() / "tidesync").string();
-  }
+  o.tidesync = default_tidesync();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };

@@ -400,11 +400,7 @@ int usage() {
 
 int main(int argc, char** argv) {
   options o;
-  {
-    std::error_code ec;
-    auto self = fs::read_symlink("/proc/self/exe", ec);
-    o.tidesync = (self.parent_path().parent_path() / "tidesync").string();
-  }
+  o.tidesync = default_tidesync();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {

@@ -213,6 +213,13 @@ inline child start_api_server(const std::string& tidesync, const std::string& cr
   return sim;
 }
 
+// The tidesync binary of the build this benchmark belongs to (BUILD/bench/X -> BUILD/tidesync).
+inline std::string default_tidesync() {
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path().parent_path() / "tidesync").string();
+}
+
 // `tidesync controller ARGS...` with its output in `log`, once it logged "informer caches
 // synced"; pid -1 (and the child stopped) when it did not within a minute.
 inline child start_controller(const std::vector<std::string>& argv, const fs::path& log) {
