@@ -16,6 +16,7 @@
 
 #include "config/bucketsync.hpp"
 #include "config/datasync.hpp"
+#include "config/podfilesystemsync.hpp"
 #include "config/sharedconfig.hpp"
 #include "runtime/json/value.hpp"
 
@@ -560,4 +561,137 @@ TEST(Crd, SharedConfigNamesStructureAndFields) {
   EXPECT_EQ(keys(status->at("properties")), as_strings(sharedconfig_status_fields()));
   auto written = to_json(sharedconfig_status{});
   EXPECT_EQ(keys(&written), as_strings(sharedconfig_status_fields()));
+}
+
+// PodFilesystemSync (deploy/crds/tidesync.io_podfilesystemsyncs.yaml against
+// config/podfilesystemsync.cpp).
+
+TEST(Crd, PodFilesystemSyncNamesStructureAndFields) {
+  auto crd = load_crd("podfilesystemsyncs");
+  EXPECT_EQ(crd.get_string("apiVersion"), "apiextensions.k8s.io/v1");
+  EXPECT_EQ(crd.at_path({"metadata", "name"})->as_string(), "podfilesystemsyncs.tidesync.io");
+  EXPECT_EQ(crd.at_path({"spec", "group"})->as_string(), k_group);
+  EXPECT_EQ(crd.at_path({"spec", "scope"})->as_string(), "Namespaced");
+  const auto* names = crd.at_path({"spec", "names"});
+  EXPECT_EQ(names->get_string("kind"), k_podfilesystemsync_kind);
+  EXPECT_EQ(names->get_string("plural"), "podfilesystemsyncs");
+  EXPECT_EQ(strings(names->at("categories")), std::vector<std::string>{"tidesync"});
+  EXPECT_EQ(strings(names->at("shortNames")), std::vector<std::string>{"pfsync"});
+  // Short names are unique among ours and do not shadow kubectl's built-in ones.
+  const std::set<std::string> kubectl = {"cm", "cs",  "csr", "cj",  "crd",    "deploy", "ds",
+                                         "ep", "ev",  "hpa", "ing", "limits", "netpol", "no",
+                                         "ns", "pdb", "po",  "psp", "pv",     "pvc",    "quota",
+                                         "rc", "rs",  "sa",  "sc",  "sts",    "svc",    "pc"};
+  std::set<std::string> short_names;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "deploy/crds"))
+    for (const auto& doc : load_documents(entry.path()))
+      for (const auto& s : strings(doc.at_path({"spec", "names", "shortNames"}))) {
+        EXPECT_TRUE(short_names.insert(s).second) << s << " used twice";
+        EXPECT_FALSE(kubectl.contains(s)) << s << " shadows a kubectl short name";
+      }
+  const auto& v = version_of(crd);
+  EXPECT_EQ(v.get_string("name"), k_version);
+  EXPECT_TRUE(v.get_bool("served") && v.get_bool("storage"));
+  EXPECT_TRUE(v.at_path({"subresources", "status"}) != nullptr);
+  std::vector<std::string> columns;
+  for (const auto& c : v.at("additionalPrinterColumns")->as_array()) {
+    columns.push_back(c.at("name")->as_string());
+    EXPECT_TRUE(c.at("jsonPath")->as_string() == ".metadata.creationTimestamp" ||
+                path_in_schema(root_schema(crd), c.at("jsonPath")->as_string()))
+        << c.at("jsonPath")->as_string();
+  }
+  for (const char* w : {"LocalPath", "RemotePath", "Method", "Age"})
+    EXPECT_NE(std::find(columns.begin(), columns.end(), w), columns.end()) << w;
+  std::vector<std::string> errors;
+  check_structural(root_schema(crd), "", errors);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+
+  const auto* spec = root_schema(crd).at_path({"properties", "spec"});
+  const auto* status = root_schema(crd).at_path({"properties", "status"});
+  ASSERT_TRUE(spec && status);
+  EXPECT_EQ(keys(spec->at("properties")), as_strings(podfilesystemsync_spec_fields()));
+  EXPECT_EQ(keys(spec->at_path({"properties", "initContainerPlacement", "properties"})),
+            as_strings(podfilesystemsync_placement_fields()));
+  EXPECT_EQ(keys(spec->at_path({"properties", "syncOptions", "properties"})),
+            as_strings(podfilesystemsync_sync_options_fields()));
+  EXPECT_EQ(keys(status->at("properties")), as_strings(podfilesystemsync_status_fields()));
+  auto written = to_json(podfilesystemsync_status{});
+  EXPECT_EQ(keys(&written), as_strings(podfilesystemsync_status_fields()));
+  EXPECT_EQ(keys(status->at_path({"properties", "pods", "items", "properties"})),
+            as_strings(podfilesystemsync_pod_status_fields()));
+
+  // Required: what the parser reports as FieldValueRequired on an empty spec.
+  std::vector<std::string> required;
+  auto r = parse_podfilesystemsync(*json::parse(R"({"spec": {}})"));
+  ASSERT_FALSE(r.has_value());
+  for (const auto& c : r.error().causes)
+    if (c.reason == "FieldValueRequired") required.push_back(c.field.substr(5));
+  EXPECT_EQ(sorted(strings(spec->at("required"))), sorted(required));
+
+  // Enums.
+  std::vector<std::string> placements, methods;
+  for (auto p : {container_placement::before, container_placement::after,
+                 container_placement::first, container_placement::last})
+    placements.emplace_back(to_string(p));
+  for (auto m : {sync_method::scheduler, sync_method::fsnotify})
+    methods.emplace_back(to_string(m));
+  EXPECT_EQ(strings(spec->at_path(
+                {"properties", "initContainerPlacement", "properties", "placement", "enum"})),
+            placements);
+  EXPECT_EQ(strings(spec->at_path({"properties", "syncOptions", "properties", "method", "enum"})),
+            methods);
+}
+
+// The example passes both; each bad value is refused by the schema AND by the parser. The
+// checks the schema cannot express (forbidden roots, templates, env names, placement rules,
+// the schedule) are the parser's alone: config_podfilesystemsync_test.cpp.
+TEST(Crd, PodFilesystemSyncExampleAndBadValues) {
+  auto crd = load_crd("podfilesystemsyncs");
+  auto docs = load_documents(source_dir() / "deploy/examples/podfilesystemsync.yaml");
+  ASSERT_EQ(docs.size(), 1u);
+  const auto& example = docs[0];
+  ASSERT_TRUE(schema_errors(crd, example).empty()) << schema_errors(crd, example).front();
+  std::vector<std::string> warnings;
+  auto ok = parse_podfilesystemsync(example, &warnings);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  // The status the controller writes passes the schema too (nulls included).
+  podfilesystemsync_status s;
+  s.observed_generation = 1;
+  s.pods.push_back({"press-0", {}, 0, 0, {}, {}});
+  auto with_status = example;
+  with_status.as_object().set("status", to_json(s));
+  EXPECT_TRUE(schema_errors(crd, with_status).empty()) << schema_errors(crd, with_status).front();
+
+  std::vector<std::pair<std::vector<std::string_view>, json::value>> bad = {
+      {{"localPath"}, "relative"},
+      {{"localPath"}, nullptr},
+      {{"remotePath"}, ""},
+      {{"remotePath"}, nullptr},
+      {{"podSelector"}, nullptr},
+      {{"initContainerPlacement", "placement"}, "middle"},
+      {{"syncOptions", "method"}, "inotify"},
+      {{"syncOptions", "permissions", "uid"}, -1},
+      {{"syncOptions", "permissions", "gid"}, "1001"},
+      {{"syncOptions", "cleanUp", "remote"}, "yes"},
+      {{"syncOptions", "maxOneSyncPerMinutes"}, true},
+      {{"allowedDirectories", "toRemote"}, 1},
+      {{"restoreRemoteOnFirstRun"}, "true"},
+      {{"env", "REMOTE_TYPE"}, 5},
+      {{"envFromSecret"}, json::array{json::object{}}},
+      {{"unhealthyAfterFailures"}, -1},
+  };
+  for (const auto& [path, value] : bad) {
+    auto obj = example;
+    json::value* at = &obj["spec"];
+    for (size_t i = 0; i + 1 < path.size(); ++i)
+      at = &(*at)[path[i]];
+    if (value.is_null())
+      at->as_object().erase(path.back());
+    else
+      at->as_object().set(path.back(), value);
+    std::string where(path.back());
+    EXPECT_FALSE(schema_errors(crd, obj).empty()) << where << " accepted by the schema";
+    EXPECT_FALSE(parse_podfilesystemsync(obj).has_value()) << where << " accepted by the parser";
+  }
 }
