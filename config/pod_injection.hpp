@@ -1,0 +1,56 @@
+// The admission webhook's decisions for one pod (docs/podfilesystemsync.md, "The webhook"), as
+// pure functions over the pod and the namespace's PodFilesystemSyncs: which one selects the
+// pod, and the JSON patch that adds the restore init container and the syncing sidecar. No
+// HTTP, no clock: the webhook server (next slice) wraps these.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/podfilesystemsync.hpp"
+#include "runtime/error.hpp"
+#include "runtime/json/value.hpp"
+
+namespace tidesync::config {
+
+// Only pods with this label reach the webhook (the configuration's objectSelector); others are
+// never touched.
+inline constexpr std::string_view k_volume_syncing_label = "tidesync.io/volume-syncing";
+inline constexpr std::string_view k_restore_container = "init-volume-restore";
+inline constexpr std::string_view k_sidecar_container = "volume-syncing-sidecar";
+// Set on an injected pod: the PodFilesystemSync that did it (a second admission is a no-op).
+inline constexpr std::string_view k_injected_annotation = "tidesync.io/injected-by";
+
+struct injection_settings {
+  std::string image = "tidesync/tidesync:" TIDESYNC_VERSION;
+  // The sidecar as a native sidecar (an init container with restartPolicy: Always, Kubernetes
+  // 1.29+), so it starts after the restore and stops after the app; else a plain container.
+  bool native_sidecars = true;
+  int64_t default_uid = 65532;  // when neither the spec nor the pod's annotations say
+};
+
+struct injection_decision {
+  enum class kind {
+    untouched,  // not ours: no label, no PodFilesystemSync selects it, or already injected
+    patch,      // admit with `patch`
+    refuse,     // deny with `message` (starting would risk the remote's data)
+  };
+  kind what = kind::untouched;
+  std::string message;  // refuse: why and what to do; untouched: why (for a log line / Event)
+  std::string by;       // patch: the PodFilesystemSync's name
+  json::value patch;    // an RFC 6902 JSON patch (an array)
+};
+
+// Decides for `pod` (a Pod object as admission sends it) among the PodFilesystemSyncs of its
+// namespace. More than one selecting it is refused (two writers on one volume lose data). A
+// pod whose remotePath cannot be rendered, whose uid/gid annotations are bad, or whose
+// localPath no container mounts is refused when the spec restores from the remote (starting
+// empty and then syncing would empty the remote); without fromRemote it is admitted untouched
+// with the reason in `message`.
+injection_decision decide_injection(const json::value& pod,
+                                    const std::vector<podfilesystemsync>& syncs,
+                                    const injection_settings& settings);
+
+}  // namespace tidesync::config
