@@ -2,6 +2,7 @@
 //   agent populate  fill one volume with one VM image (runtime/transfer/populate.hpp)
 //   agent wait      block until a DataSync is Ready (agent_wait.cpp)
 //   agent config    keep a shared config directory on the latest revision (agent_config.cpp)
+//   agent restore|sidecar|health  the PodFilesystemSync agents (agent_pfs.cpp)
 // docs/agent-populate.md describes populate's flags, files and exit codes.
 #include <unistd.h>
 
@@ -37,7 +38,10 @@ void agent_usage(std::FILE* out) {
                "--help')\n"
                "  wait       block until a DataSync is Ready (see 'tidesync agent wait --help')\n"
                "  config     init|watch: keep a shared config directory on the latest revision\n"
-               "             (see 'tidesync agent config --help')\n");
+               "             (see 'tidesync agent config --help')\n"
+               "  restore    PodFilesystemSync init container: restore a volume from the remote\n"
+               "  sidecar    PodFilesystemSync sidecar: sync a volume to the remote on a schedule\n"
+               "  health     the sidecar's liveness check (exit 1 when unhealthy)\n");
 }
 
 void populate_usage(std::FILE* out) {
@@ -240,6 +244,8 @@ int run_agent(int argc, char** argv) {
   if (sub == "populate") return run_populate(argc - 1, argv + 1);
   if (sub == "wait") return run_agent_wait(argc - 1, argv + 1);
   if (sub == "config") return run_agent_config(argc - 1, argv + 1);
+  if (sub == "restore" || sub == "sidecar" || sub == "health")
+    return run_agent_pfs(argc - 1, argv + 1);
   std::fprintf(stderr, "tidesync agent: unknown subcommand \"%s\"\n\n", argv[1]);
   agent_usage(stderr);
   return k_exit_usage;
