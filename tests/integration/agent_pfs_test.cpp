@@ -220,3 +220,30 @@ TEST_F(agent_pfs_test, fsnotify_is_honest_about_running_on_a_schedule) {
 }
 
 }  // namespace
+
+TEST(agent_pfs_closed_port_test, an_unreachable_endpoint_makes_the_sidecar_unhealthy) {
+  char tmpl[] = "/var/tmp/tidesync-agentpfs-port-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const fs::path dir = tmpl;
+  write(dir / "volume" / "a.txt", "a");
+  const fs::path health = dir / "health";
+  // Port 1 on 127.0.0.1: nothing listens there, every request is refused.
+  const env_list env = {{"REMOTE_TYPE", "s3"},
+                        {"REMOTE_ACCESS_KEY_ID", "id"},
+                        {"REMOTE_SECRET_ACCESS_KEY", "secret-value"},
+                        {"REMOTE_ENDPOINT", "http://127.0.0.1:1"}};
+  tidesync::test::child c({k_binary, "agent", "sidecar", "--local", (dir / "volume").string(),
+                           "--remote", "bucket/path", "--method", "scheduler", "--schedule",
+                           "@every 1s", "--unhealthy-after", "1", "--health-file", health.string()},
+                          env);
+  auto unhealthy = [&] {
+    return tidesync::test::run({k_binary, "agent", "health", "--health-file", health.string()})
+               .status == 1;
+  };
+  EXPECT_TRUE(tidesync::test::eventually(unhealthy, 60s)) << c.output();
+  c.stop(30s);
+  c.read_until([](const std::string&) { return false; }, 5s);
+  EXPECT_EQ(c.output().find("secret-value"), std::string::npos) << "never print secrets";
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
