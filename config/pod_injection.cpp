@@ -72,7 +72,9 @@ json::value container(const injection_settings& settings, std::string_view name,
       {"name", std::string(name)},
       {"image", settings.image},
       {"args", std::move(args)},
-      {"volumeMounts", json::array{p.mount}},
+      {"volumeMounts",
+       json::array{p.mount, json::value(json::object{{"name", std::string(k_agent_tmp_volume)},
+                                                     {"mountPath", "/tmp"}})}},
       {"securityContext", p.security},
       {"resources", json::object{{"requests", json::object{{"cpu", "10m"}, {"memory", "32Mi"}}},
                                  {"limits", json::object{{"memory", "256Mi"}}}}},
@@ -215,8 +217,18 @@ injection_decision decide_injection(const json::value& pod,
     if (spec.unhealthy_after_failures > 0) {
       args.push_back("--unhealthy-after");
       args.push_back(std::to_string(spec.unhealthy_after_failures));
+      args.push_back("--health-file");
+      args.push_back(std::string(k_health_file));
     }
     auto sidecar = container(settings, k_sidecar_container, std::move(args), parts);
+    if (spec.unhealthy_after_failures > 0)
+      sidecar.as_object().set(
+          "livenessProbe",
+          json::object{{"exec", json::object{{"command", json::array{"tidesync", "agent", "health",
+                                                                     "--health-file",
+                                                                     std::string(k_health_file)}}}},
+                       {"periodSeconds", 30},
+                       {"failureThreshold", 1}});
     if (settings.native_sidecars) {
       // Starts after the restore (init containers run in order) and stops after the app.
       sidecar.as_object().set("restartPolicy", "Always");
@@ -227,6 +239,16 @@ injection_decision decide_injection(const json::value& pod,
   }
   json::array ops;
   ops.push_back(op_add("/spec/initContainers", json::value(std::move(init_list))));
+  // A writable /tmp for the agents (their root filesystem is read-only): the health file.
+  json::value tmp(json::object{{"name", std::string(k_agent_tmp_volume)},
+                               {"emptyDir", json::object{{"sizeLimit", "16Mi"}}}});
+  if (const auto* vols = pod.at_path({"spec", "volumes"}); vols != nullptr && vols->is_array()) {
+    json::array all = vols->as_array();
+    all.push_back(std::move(tmp));
+    ops.push_back(op_add("/spec/volumes", json::value(std::move(all))));
+  } else {
+    ops.push_back(op_add("/spec/volumes", json::value(json::array{std::move(tmp)})));
+  }
   if (!settings.native_sidecars && spec.directories.to_remote)
     ops.push_back(op_add("/spec/containers", json::value(std::move(main_list))));
   if (pod.at_path({"metadata", "annotations"}) != nullptr &&

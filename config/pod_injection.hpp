@@ -20,6 +20,10 @@ namespace tidesync::config {
 inline constexpr std::string_view k_volume_syncing_label = "tidesync.io/volume-syncing";
 inline constexpr std::string_view k_restore_container = "init-volume-restore";
 inline constexpr std::string_view k_sidecar_container = "volume-syncing-sidecar";
+// The emptyDir mounted at /tmp in both agents (their root filesystem is read-only), and the
+// sidecar's health file in it (`tidesync agent health`, the exec livenessProbe).
+inline constexpr std::string_view k_agent_tmp_volume = "tidesync-agent-tmp";
+inline constexpr std::string_view k_health_file = "/tmp/tidesync-sidecar-health";
 // Set on an injected pod: the PodFilesystemSync that did it (a second admission is a no-op).
 inline constexpr std::string_view k_injected_annotation = "tidesync.io/injected-by";
 

@@ -172,7 +172,13 @@ TEST(PodInjection, AnnotationsOverrideUidAndGidAndOptionsBecomeFlags) {
   EXPECT_EQ(json::dump(*init_container(d, "volume-syncing-sidecar")->at("args")),
             R"(["agent","sidecar","--local","/var/www/content","--remote","sites/a.org",)"
             R"("--encrypt","--method","fsnotify","--schedule","@every 5m",)"
-            R"("--max-one-sync-per-minutes","15","--no-delete","--unhealthy-after","3"])");
+            R"("--max-one-sync-per-minutes","15","--no-delete","--unhealthy-after","3",)"
+            R"("--health-file","/tmp/tidesync-sidecar-health"])");
+  const auto* probe = init_container(d, "volume-syncing-sidecar")->at("livenessProbe");
+  ASSERT_NE(probe, nullptr);
+  EXPECT_EQ(json::dump(*probe->at_path({"exec", "command"})),
+            R"(["tidesync","agent","health","--health-file","/tmp/tidesync-sidecar-health"])");
+  EXPECT_EQ(init_container(d, "init-volume-restore")->at("livenessProbe"), nullptr);
   EXPECT_NE(json::dump(*restore->at("envFrom")).find("press-crypt"), std::string::npos);
 }
 
@@ -231,6 +237,10 @@ TEST(PodInjection, ThePatchAppliesToThePod) {
               "press");
     EXPECT_EQ(patched->at_path({"metadata", "annotations"})->get_string("site"), "a.org");
     EXPECT_EQ(patched->at_path({"spec", "containers"})->as_array().size(), 1U);
+    const auto& vols = patched->at_path({"spec", "volumes"})->as_array();
+    ASSERT_EQ(vols.size(), 2U) << "the pod's volume and the agents' /tmp";
+    EXPECT_EQ(vols[0].get_string("name"), "content");
+    EXPECT_EQ(vols[1].get_string("name"), "tidesync-agent-tmp");
     // Admitting the patched pod again changes nothing.
     EXPECT_EQ(decide_injection(*patched, {sync_named("press")}, {}).what, kind::untouched);
   }
