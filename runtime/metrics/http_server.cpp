@@ -33,7 +33,10 @@ std::string host_port(const std::string& host, uint16_t port) {
   return host + ":" + std::to_string(port);
 }
 
-http_server::http_server() {
+http_server::http_server() : http_server(std::make_unique<httplib::Server>()) {}
+
+http_server::http_server(std::unique_ptr<httplib::Server> server)
+    : owned_(std::move(server)), http(*owned_) {
   http.set_socket_options(socket_options);
 }
 

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -17,14 +18,18 @@
 namespace tidesync::metrics {
 
 class http_server {
+  std::unique_ptr<httplib::Server> owned_;  // first: `http` refers to it
+
  public:
-  http_server();   // SO_REUSEADDR only (never SO_REUSEPORT: a taken port must fail)
+  http_server();  // plain HTTP; SO_REUSEADDR only (never SO_REUSEPORT: a taken port must fail)
+  // Over `server`, e.g. an httplib::SSLServer (the admission webhook serves HTTPS).
+  explicit http_server(std::unique_ptr<httplib::Server> server);
   ~http_server();  // stop()
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
   // Route and configure it before start().
-  httplib::Server http;
+  httplib::Server& http;
 
   // Binds `a` (`text` is the address as the user wrote it, for messages) and starts the accept
   // thread. errc::unavailable says why the address cannot be bound (taken, not local, ...).
