@@ -1,0 +1,48 @@
+// The admission webhook's HTTPS server (docs/podfilesystemsync.md, "The webhook"): POST
+// `path` with an AdmissionReview; `handler` answers it (the controller passes
+// config::answer_admission_review over its decisions). TLS from PEM (certs.hpp makes them).
+// Mechanism only: what is decided is the handler's.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/error.hpp"
+#include "runtime/json/value.hpp"
+#include "runtime/webhook/certs.hpp"
+
+namespace tidesync::webhook {
+
+// Answers one AdmissionReview; errc::bad_request becomes 400 with the message.
+using review_handler = std::function<expected<json::value>(const json::value& review)>;
+
+struct server_options {
+  std::string address = "0.0.0.0:9443";  // HOST:PORT (port 0 picks one)
+  std::string path = "/mutate-pods";
+  key_pair_pem tls;  // the serving certificate and its key
+  int threads = 8;
+  // The API server sends small reviews: larger bodies are refused (413).
+  size_t max_body = 4u << 20;
+};
+
+class server {
+ public:
+  // errc::invalid_argument: bad address or a certificate/key that does not load or match;
+  // errc::unavailable: the address cannot be bound.
+  static expected<std::unique_ptr<server>> start(review_handler handler, server_options options);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  [[nodiscard]] uint16_t port() const;
+  void stop();  // idempotent
+
+ private:
+  struct impl;
+  explicit server(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tidesync::webhook
