@@ -17,6 +17,7 @@
 #include "actors/datasync_logic.hpp"
 #include "config/datasync.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/flag_arg.hpp"
 #include "runtime/json/value.hpp"
 #include "runtime/transfer/populate.hpp"
 #include "runtime/transfer/remote.hpp"
@@ -118,16 +119,7 @@ int run_populate(int argc, char** argv) {
     return k_exit_usage;
   };
   for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (flag.rfind("--", 0) == 0) {
-      if (auto eq = flag.find('='); eq != std::string_view::npos) {
-        value = std::string(flag.substr(eq + 1));
-        flag = flag.substr(0, eq);
-        has_value = true;
-      }
-    }
+    auto [flag, value, has_value] = split_flag(argv[i]);
     if (flag == "-h" || flag == "--help") {
       populate_usage(stdout);
       return 0;

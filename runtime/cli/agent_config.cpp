@@ -43,6 +43,7 @@
 #include "runtime/archive/store.hpp"
 #include "runtime/backoff.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/flag_arg.hpp"
 #include "runtime/configapi/client.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/json/value.hpp"
@@ -169,16 +170,7 @@ std::optional<int> parse_args(int argc, char** argv, settings& s) {
   s.watch = sub == "watch";
   bool wait_set = false;
   for (int i = 2; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (flag.rfind("--", 0) == 0) {
-      if (auto eq = flag.find('='); eq != std::string_view::npos) {
-        value = std::string(flag.substr(eq + 1));
-        flag = flag.substr(0, eq);
-        has_value = true;
-      }
-    }
+    auto [flag, value, has_value] = split_flag(argv[i]);
     if (flag == "-h" || flag == "--help") {
       config_usage(stdout);
       return k_exit_ok;

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/flag_arg.hpp"
 #include "runtime/cli/sync_runner.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/transfer/backend.hpp"
@@ -120,16 +121,7 @@ std::optional<int> parse_pfs(int argc, char** argv, bool sidecar, pfs_args& a) {
     return k_exit_usage;
   };
   for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (flag.rfind("--", 0) == 0) {
-      if (auto eq = flag.find('='); eq != std::string_view::npos) {
-        value = std::string(flag.substr(eq + 1));
-        flag = flag.substr(0, eq);
-        has_value = true;
-      }
-    }
+    auto [flag, value, has_value] = split_flag(argv[i]);
     auto take = [&](std::string& out) -> bool {
       if (!has_value) {
         if (i + 1 >= argc) return false;

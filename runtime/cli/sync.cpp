@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/flag_arg.hpp"
 #include "runtime/cli/sync_runner.hpp"
 #include "runtime/transfer/engine.hpp"
 #include "runtime/transfer/remote.hpp"
@@ -163,16 +164,7 @@ struct args {
 std::optional<int> parse_args(int argc, char** argv, args& a) {
   const char* name = command_name(a.cmd);
   for (int i = 1; i < argc; ++i) {
-    std::string_view flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (flag.rfind("--", 0) == 0) {
-      if (auto eq = flag.find('='); eq != std::string_view::npos) {
-        value = std::string(flag.substr(eq + 1));
-        flag = flag.substr(0, eq);
-        has_value = true;
-      }
-    }
+    auto [flag, value, has_value] = split_flag(argv[i]);
     auto take = [&](std::string& out) -> bool {
       if (has_value) {
         out = value;

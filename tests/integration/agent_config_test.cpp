@@ -35,6 +35,7 @@
 #include "runtime/transfer/backend.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/raw_archive.hpp"
 #include "tests/support/s3rver.hpp"
 
 namespace {
@@ -74,41 +75,7 @@ void make_config(const fs::path& dir, const std::string& marker) {
 
 // ---- hostile archives, written with libarchive directly ----------------------------------
 
-struct raw_entry {
-  std::string path{};
-  unsigned type = AE_IFREG;
-  std::string data{};
-  std::string symlink{};
-  uint64_t zero_bytes = 0;  // a file of this many zero bytes instead of `data`
-};
-
-void write_raw_archive(const fs::path& out, const std::vector<raw_entry>& entries) {
-  struct archive* a = archive_write_new();
-  archive_write_set_format_pax_restricted(a);
-  archive_write_add_filter_zstd(a);
-  ASSERT_EQ(archive_write_open_filename(a, out.c_str()), ARCHIVE_OK);
-  std::string zeros(1 << 20, '\0');
-  for (const auto& r : entries) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_copy_pathname(e, r.path.c_str());
-    archive_entry_set_filetype(e, r.type);
-    archive_entry_set_perm(e, r.type == AE_IFDIR ? 0755 : 0644);
-    const uint64_t size =
-        r.type == AE_IFREG ? (r.zero_bytes > 0 ? r.zero_bytes : r.data.size()) : 0;
-    archive_entry_set_size(e, static_cast<la_int64_t>(size));
-    if (!r.symlink.empty()) archive_entry_copy_symlink(e, r.symlink.c_str());
-    ASSERT_EQ(archive_write_header(a, e), ARCHIVE_OK) << archive_error_string(a);
-    for (uint64_t left = r.zero_bytes; left > 0;) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
-      archive_write_data(a, zeros.data(), n);
-      left -= n;
-    }
-    if (r.zero_bytes == 0 && size > 0) archive_write_data(a, r.data.data(), r.data.size());
-    archive_entry_free(e);
-  }
-  ASSERT_EQ(archive_write_close(a), ARCHIVE_OK);
-  archive_write_free(a);
-}
+using tidesync::test::raw_entry;
 
 tidesync::json::value read_status(const fs::path& root) {
   auto v = tidesync::json::parse(read(root / ".status.json"));
@@ -436,13 +403,15 @@ TEST_F(agent_config_test, bad_bundles_are_reported_and_the_previous_revision_sta
   ASSERT_TRUE(archive::pack_bundle(config_dir("other"), bad / "mismatch.tar.zst",
                                    archive::pack_options{.fsync = false}));
   // An entry that climbs out of the bundle.
-  write_raw_archive(bad / "traversal.tar.zst",
-                    {{.path = "ok.txt", .data = "ok"}, {.path = "../../escaped.txt", .data = "x"}});
+  tidesync::test::write_archive(
+      bad / "traversal.tar.zst",
+      {{.path = "ok.txt", .data = "ok"}, {.path = "../../escaped.txt", .data = "x"}});
   // A symlink that points outside.
-  write_raw_archive(bad / "symlink.tar.zst",
-                    {{.path = "etc", .type = AE_IFLNK, .symlink = "../../../etc"}});
+  tidesync::test::write_archive(bad / "symlink.tar.zst",
+                                {{.path = "etc", .type = AE_IFLNK, .symlink = "../../../etc"}});
   // A bomb: 64 MiB of zeros compress to a few KiB, over --max-bytes 1M.
-  write_raw_archive(bad / "bomb.tar.zst", {{.path = "zeros.bin", .zero_bytes = 64u << 20}});
+  tidesync::test::write_archive(bad / "bomb.tar.zst",
+                                {{.path = "zeros.bin", .zero_bytes = 64u << 20}});
   EXPECT_LT(fs::file_size(bad / "bomb.tar.zst"), 1u << 20);
   // A truncated bundle; latest.json has the checksum of the truncated bytes, so it is the
   // archive itself that is found broken.
