@@ -1,5 +1,6 @@
 #include "runtime/webhook/certs.hpp"
 
+#include <arpa/inet.h>
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -146,8 +147,22 @@ expected<void> add_san(X509* cert, const std::vector<std::string>& dns_names) {
   names_ptr names(GENERAL_NAMES_new());
   if (!names) return ossl_error(errc::internal, "allocating subjectAltName");
   for (const auto& dns : dns_names) {
-    ia5_ptr value(ASN1_IA5STRING_new());
     name_ptr name(GENERAL_NAME_new());
+    // An IP address ("127.0.0.1", "::1") is an iPAddress entry: a client connecting to an IP
+    // checks those (the simulation's webhook URL is https://127.0.0.1:PORT).
+    if (ASN1_OCTET_STRING* ip = a2i_IPADDRESS(dns.c_str()); ip != nullptr) {
+      if (!name) {
+        ASN1_OCTET_STRING_free(ip);
+        return ossl_error(errc::internal, "building subjectAltName");
+      }
+      GENERAL_NAME_set0_value(name.get(), GEN_IPADD, ip);
+      if (sk_GENERAL_NAME_push(names.get(), name.get()) <= 0)
+        return ossl_error(errc::internal, "building subjectAltName");
+      name.release();
+      continue;
+    }
+    ERR_clear_error();
+    ia5_ptr value(ASN1_IA5STRING_new());
     if (!value || !name ||
         ASN1_STRING_set(value.get(), dns.data(), static_cast<int>(dns.size())) != 1)
       return ossl_error(errc::internal, "building subjectAltName");
@@ -289,6 +304,16 @@ expected<cert_info> inspect_cert(std::string_view pem) {
   if (names) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
       const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+      if (name->type == GEN_IPADD) {
+        const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+        char text[INET6_ADDRSTRLEN] = {};
+        int len = ASN1_STRING_length(ip);
+        if ((len == 4 || len == 16) &&
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text,
+                      sizeof text) != nullptr)
+          info.dns_names.emplace_back(text);
+        continue;
+      }
       if (name->type != GEN_DNS) continue;
       const ASN1_IA5STRING* dns = name->d.dNSName;
       info.dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),

@@ -33,7 +33,8 @@ expected<key_pair_pem> make_ca(std::string_view common_name,
                                std::chrono::system_clock::time_point now,
                                std::chrono::hours validity);
 
-// A serving certificate signed by `ca`: subjectAltName DNS entries `dns_names` in order
+// A serving certificate signed by `ca`: subjectAltName entries `dns_names` in order (a name that
+// is an IPv4/IPv6 address becomes an iPAddress entry)
 // (Kubernetes only looks there), CN = the first name, extendedKeyUsage serverAuth, keyUsage
 // digitalSignature (critical), basicConstraints CA:FALSE, subject and authority key
 // identifiers. Errors: invalid_argument (no names, an empty name or one with a comma,
@@ -46,7 +47,7 @@ expected<key_pair_pem> make_serving_cert(const key_pair_pem& ca,
 // What the rotation loop needs to know about a certificate.
 struct cert_info {
   std::chrono::system_clock::time_point not_before, not_after;
-  std::vector<std::string> dns_names;  // the subjectAltName DNS entries, in order
+  std::vector<std::string> dns_names;  // the subjectAltName DNS and IP entries, in order
   bool is_ca = false;                  // basicConstraints CA:TRUE
 };
 

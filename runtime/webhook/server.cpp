@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <mutex>
 #include <utility>
 
 #include "runtime/log.hpp"
@@ -36,12 +37,49 @@ std::unique_ptr<BIO, bio_deleter> bio_of(const std::string& pem) {
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
 }
 
+using x509_ptr = std::unique_ptr<X509, x509_deleter>;
+using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_deleter>;
+
+// The certificate and key as OpenSSL objects, checked to belong together.
+expected<std::pair<x509_ptr, pkey_ptr>> load_pair(const key_pair_pem& tls) {
+  x509_ptr cert(PEM_read_bio_X509(bio_of(tls.cert).get(), nullptr, nullptr, nullptr));
+  pkey_ptr key(PEM_read_bio_PrivateKey(bio_of(tls.key).get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  if (!cert || !key)
+    return make_error(errc::invalid_argument,
+                      std::string("the webhook's serving ") + (!cert ? "certificate" : "key") +
+                          " does not parse as PEM: recreate Secret tidesync-webhook-tls");
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return make_error(errc::invalid_argument,
+                      "the webhook's serving key does not match its certificate: recreate Secret "
+                      "tidesync-webhook-tls");
+  }
+  return std::make_pair(std::move(cert), std::move(key));
+}
+
 }  // namespace
 
 struct server::impl {
   review_handler handler;
   server_options opts;
   std::unique_ptr<metrics::http_server> http;
+  // The pair served to new connections (set_tls replaces it), applied per handshake by the
+  // certificate callback, so a rotation never touches the shared SSL_CTX.
+  std::mutex tls_mu;
+  x509_ptr cert;
+  pkey_ptr key;
+
+  static int apply_cert(SSL* ssl, void* arg) {
+    auto* self = static_cast<impl*>(arg);
+    std::lock_guard lock(self->tls_mu);
+    if (SSL_use_certificate(ssl, self->cert.get()) != 1 ||
+        SSL_use_PrivateKey(ssl, self->key.get()) != 1) {
+      ERR_clear_error();
+      return 0;
+    }
+    return 1;
+  }
 };
 
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
@@ -55,28 +93,18 @@ expected<std::unique_ptr<server>> server::start(review_handler handler, server_o
   if (!addr) return addr.error();
   if (!addr->enabled)
     return make_error(errc::invalid_argument, "the webhook needs an address (HOST:PORT)");
-  std::unique_ptr<X509, x509_deleter> cert(
-      PEM_read_bio_X509(bio_of(options.tls.cert).get(), nullptr, nullptr, nullptr));
-  std::unique_ptr<EVP_PKEY, pkey_deleter> key(
-      PEM_read_bio_PrivateKey(bio_of(options.tls.key).get(), nullptr, nullptr, nullptr));
-  ERR_clear_error();
-  if (!cert || !key)
-    return make_error(errc::invalid_argument,
-                      std::string("the webhook's serving ") + (!cert ? "certificate" : "key") +
-                          " does not parse as PEM: recreate Secret tidesync-webhook-tls");
-  if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    ERR_clear_error();
-    return make_error(errc::invalid_argument,
-                      "the webhook's serving key does not match its certificate: recreate Secret "
-                      "tidesync-webhook-tls");
-  }
+  auto pair = load_pair(options.tls);
+  if (!pair) return pair.error();
   // SSLServer takes its own references to the certificate and the key.
-  auto ssl = std::make_unique<httplib::SSLServer>(cert.get(), key.get());
+  auto ssl = std::make_unique<httplib::SSLServer>(pair->first.get(), pair->second.get());
   if (!ssl->is_valid())
     return make_error(errc::invalid_argument, "the webhook's TLS context could not be set up");
   auto i = std::make_unique<impl>();
   i->handler = std::move(handler);
   i->opts = std::move(options);
+  i->cert = std::move(pair->first);
+  i->key = std::move(pair->second);
+  SSL_CTX_set_cert_cb(ssl->ssl_context(), &impl::apply_cert, i.get());
   i->http = std::make_unique<metrics::http_server>(std::move(ssl));
   auto& http = i->http->http;
   const int threads = std::max(2, i->opts.threads);
@@ -96,6 +124,14 @@ expected<std::unique_ptr<server>> server::start(review_handler handler, server_o
     }
     send_json(res, 200, *answer);
   });
+  for (const auto& [path, handle] : i->opts.posts) {
+    http.Post(path, [handle](const httplib::Request& req, httplib::Response& res) {
+      auto body = json::parse(req.body);
+      if (!body || !body->is_object()) return send_error(res, 400, "the body is not a JSON object");
+      auto answer = handle(*body, req.get_header_value("Authorization"));
+      send_json(res, answer.status, answer.body);
+    });
+  }
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.status == 404 && res.body.empty())
       send_error(res, 404, "no such route: the webhook serves POST /mutate-pods");
@@ -115,6 +151,15 @@ expected<std::unique_ptr<server>> server::start(review_handler handler, server_o
 
 uint16_t server::port() const {
   return impl_->http->port();
+}
+
+expected<void> server::set_tls(const key_pair_pem& tls) {
+  auto pair = load_pair(tls);
+  if (!pair) return pair.error();
+  std::lock_guard lock(impl_->tls_mu);
+  impl_->cert = std::move(pair->first);
+  impl_->key = std::move(pair->second);
+  return {};
 }
 
 void server::stop() {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,15 @@ namespace tidesync::webhook {
 // Answers one AdmissionReview; errc::bad_request becomes 400 with the message.
 using review_handler = std::function<expected<json::value>(const json::value& review)>;
 
+// Answers another JSON POST on the same server (the agents' progress reports): the body and the
+// Authorization header in, the HTTP status and a JSON body out.
+struct post_answer {
+  int status = 200;
+  json::value body;
+};
+using post_handler =
+    std::function<post_answer(const json::value& body, const std::string& authorization)>;
+
 struct server_options {
   std::string address = "0.0.0.0:9443";  // HOST:PORT (port 0 picks one)
   std::string path = "/mutate-pods";
@@ -25,6 +35,8 @@ struct server_options {
   int threads = 8;
   // The API server sends small reviews: larger bodies are refused (413).
   size_t max_body = 4u << 20;
+  // More JSON POST routes by path (e.g. "/report").
+  std::map<std::string, post_handler> posts;
 };
 
 class server {
@@ -37,6 +49,9 @@ class server {
   server& operator=(const server&) = delete;
 
   [[nodiscard]] uint16_t port() const;
+  // Serves `tls` to every connection from now on (certificate rotation); connections already
+  // open keep theirs. errc::invalid_argument when it does not parse or the key does not match.
+  expected<void> set_tls(const key_pair_pem& tls);
   void stop();  // idempotent
 
  private:
