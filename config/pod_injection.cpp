@@ -88,7 +88,8 @@ json::value container(const injection_settings& settings, std::string_view name,
 
 injection_decision decide_injection(const json::value& pod,
                                     const std::vector<podfilesystemsync>& syncs,
-                                    const injection_settings& settings) {
+                                    const injection_settings& settings,
+                                    std::string_view report_id) {
   injection_decision d;
   const auto labels = string_map_at(pod, "labels");
   const auto annotations = string_map_at(pod, "annotations");
@@ -154,6 +155,26 @@ injection_decision decide_injection(const json::value& pod,
   if (spec.encryption.enabled)
     parts.env_from.push_back(json::value(
         json::object{{"secretRef", json::object{{"name", spec.encryption.secret_name}}}}));
+  const bool reports =
+      !settings.report_url.empty() && !report_id.empty() && settings.report_token != nullptr;
+  if (reports) {
+    // Last, so the spec's env cannot redirect the reports.
+    auto lit = [&](const char* k, std::string v) {
+      parts.env.push_back(json::value(json::object{{"name", k}, {"value", std::move(v)}}));
+    };
+    auto field = [&](const char* k, const char* path) {
+      parts.env.push_back(json::value(json::object{
+          {"name", k},
+          {"valueFrom", json::object{{"fieldRef", json::object{{"fieldPath", path}}}}}}));
+    };
+    field("POD_NAME", "metadata.name");
+    field("POD_NAMESPACE", "metadata.namespace");
+    lit("TIDESYNC_PFS_NAME", s.metadata.name);
+    lit("TIDESYNC_REPORT_URL", settings.report_url);
+    lit("TIDESYNC_REPORT_TOKEN",
+        settings.report_token(s.metadata.namespace_, s.metadata.name, report_id));
+    if (!settings.report_ca.empty()) lit("TIDESYNC_REPORT_CA", settings.report_ca);
+  }
   json::object m{{"name", std::string(mount->get_string("name"))}, {"mountPath", spec.local_path}};
   if (auto sub = mount->get_string("subPath"); !sub.empty()) m.set("subPath", std::string(sub));
   parts.mount = json::value(std::move(m));
@@ -251,14 +272,19 @@ injection_decision decide_injection(const json::value& pod,
   }
   if (!settings.native_sidecars && spec.directories.to_remote)
     ops.push_back(op_add("/spec/containers", json::value(std::move(main_list))));
-  if (pod.at_path({"metadata", "annotations"}) != nullptr &&
-      pod.at_path({"metadata", "annotations"})->is_object())
-    ops.push_back(op_add("/metadata/annotations/" + pointer_token(k_injected_annotation),
-                         json::value(s.metadata.name)));
-  else
-    ops.push_back(
-        op_add("/metadata/annotations",
-               json::value(json::object{{std::string(k_injected_annotation), s.metadata.name}})));
+  std::vector<std::pair<std::string_view, std::string>> notes{
+      {k_injected_annotation, s.metadata.name}};
+  if (reports) notes.emplace_back(k_report_id_annotation, std::string(report_id));
+  const auto* existing = pod.at_path({"metadata", "annotations"});
+  if (existing != nullptr && existing->is_object()) {
+    for (auto& [k, v] : notes)
+      ops.push_back(op_add("/metadata/annotations/" + pointer_token(k), json::value(std::move(v))));
+  } else {
+    json::object all;
+    for (auto& [k, v] : notes)
+      all.set(std::string(k), std::move(v));
+    ops.push_back(op_add("/metadata/annotations", json::value(std::move(all))));
+  }
   d.what = kind::patch;
   d.by = s.metadata.name;
   d.patch = json::value(std::move(ops));

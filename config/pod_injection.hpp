@@ -4,6 +4,7 @@
 // HTTP, no clock: the webhook server (next slice) wraps these.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,9 @@ inline constexpr std::string_view k_agent_tmp_volume = "tidesync-agent-tmp";
 inline constexpr std::string_view k_health_file = "/tmp/tidesync-sidecar-health";
 // Set on an injected pod: the PodFilesystemSync that did it (a second admission is a no-op).
 inline constexpr std::string_view k_injected_annotation = "tidesync.io/injected-by";
+// Set on an injected pod when progress reports are on: the random id its token is bound to (the
+// pod may have no name yet at admission).
+inline constexpr std::string_view k_report_id_annotation = "tidesync.io/report-id";
 
 struct injection_settings {
   std::string image = "tidesync/tidesync:" TIDESYNC_VERSION;
@@ -33,6 +37,13 @@ struct injection_settings {
   // 1.29+), so it starts after the restore and stops after the app; else a plain container.
   bool native_sidecars = true;
   int64_t default_uid = 65532;  // when neither the spec nor the pod's annotations say
+  // Progress reports (docs/podfilesystemsync.md, "Progress"): where the agents POST their
+  // results, the CA PEM they trust for it, and the token granted for (namespace,
+  // PodFilesystemSync, report id) (webhook::report_token). An empty URL: no reports.
+  std::string report_url;
+  std::string report_ca;
+  std::function<std::string(std::string_view ns, std::string_view pfs, std::string_view report_id)>
+      report_token;
 };
 
 struct injection_decision {
@@ -53,8 +64,11 @@ struct injection_decision {
 // localPath no container mounts is refused when the spec restores from the remote (starting
 // empty and then syncing would empty the remote); without fromRemote it is admitted untouched
 // with the reason in `message`.
+// `report_id` (random per admission) binds the pod's progress token; ignored without
+// settings.report_url.
 injection_decision decide_injection(const json::value& pod,
                                     const std::vector<podfilesystemsync>& syncs,
-                                    const injection_settings& settings);
+                                    const injection_settings& settings,
+                                    std::string_view report_id = {});
 
 }  // namespace tidesync::config

@@ -4,6 +4,7 @@
 // unrenderable pods are refused where starting would risk the remote's data.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -257,4 +258,47 @@ TEST(PodInjection, ThePatchAppliesToThePod) {
   EXPECT_EQ(patched->at_path({"spec", "initContainers"})->as_array().size(), 2U);
   EXPECT_EQ(patched->at_path({"metadata", "annotations"})->get_string("tidesync.io/injected-by"),
             "press");
+}
+
+// With reports on, both agents get the URL, the CA, their pod's name and namespace and a token
+// for (namespace, PodFilesystemSync, report id) after the spec's env (which cannot override
+// them), and the pod carries the report id; without a report id nothing is added.
+TEST(PodInjection, ReportsGetATokenBoundToTheReportId) {
+  injection_settings st;
+  st.report_url = "https://tidesync-webhook.tidesync-system.svc:443/report";
+  st.report_ca = "-----BEGIN CERTIFICATE-----\n...";
+  st.report_token = [](std::string_view ns, std::string_view pfs, std::string_view id) {
+    return std::string(ns) + "|" + std::string(pfs) + "|" + std::string(id);
+  };
+  for (const auto& annotations : {std::string(R"({"site":"a.org"})"), std::string("null")}) {
+    auto s = sync_named("press");
+    s.spec.remote_path = *parse_template("sites/x");
+    auto p = pod("[]", R"({"app":"press","tidesync.io/volume-syncing":"true"})", annotations);
+    auto d = decide_injection(p, {s}, st, "r42");
+    ASSERT_EQ(d.what, kind::patch) << d.message;
+    auto patched = json::json_patch(p, d.patch);
+    ASSERT_TRUE(patched.has_value()) << patched.error().message;
+    EXPECT_EQ(patched->at_path({"metadata", "annotations"})->get_string("tidesync.io/report-id"),
+              "r42");
+    for (const auto& c : patched->at_path({"spec", "initContainers"})->as_array()) {
+      std::map<std::string, std::string> env;
+      std::vector<std::string> order;
+      for (const auto& e : c.at("env")->as_array()) {
+        order.emplace_back(e.get_string("name"));
+        env[order.back()] =
+            e.at("value") ? std::string(e.get_string("value")) : json::dump(*e.at("valueFrom"));
+      }
+      EXPECT_EQ(order.front(), "REMOTE_TYPE") << "the spec's env first";
+      EXPECT_EQ(env["TIDESYNC_REPORT_URL"], st.report_url);
+      EXPECT_EQ(env["TIDESYNC_REPORT_CA"], st.report_ca);
+      EXPECT_EQ(env["TIDESYNC_REPORT_TOKEN"], "web|press|r42");
+      EXPECT_EQ(env["TIDESYNC_PFS_NAME"], "press");
+      EXPECT_EQ(env["POD_NAME"], R"({"fieldRef":{"fieldPath":"metadata.name"}})");
+      EXPECT_EQ(env["POD_NAMESPACE"], R"({"fieldRef":{"fieldPath":"metadata.namespace"}})");
+    }
+  }
+  auto d = decide_injection(pod(), {sync_named("press")}, st);
+  ASSERT_EQ(d.what, kind::patch);
+  EXPECT_EQ(json::dump(d.patch).find("TIDESYNC_REPORT"), std::string::npos);
+  EXPECT_EQ(json::dump(d.patch).find("report-id"), std::string::npos);
 }
