@@ -1,6 +1,7 @@
 #include "actors/manager.hpp"
 
 #include <caf/all.hpp>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <set>
@@ -13,9 +14,11 @@
 #include "actors/kinds.hpp"
 #include "actors/lease_writer.hpp"
 #include "actors/lock_manager.hpp"
+#include "actors/pfs_status.hpp"
 #include "actors/sharedconfig_status.hpp"
 #include "actors/type_ids.hpp"
 #include "actors/watcher.hpp"
+#include "actors/webhook_setup.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics/metrics.hpp"
 
@@ -81,6 +84,18 @@ struct manager::impl {
   std::unique_ptr<configapi::server> config_server;
   watcher_actor sharedconfig_watcher;  // feeds sharedconfig_status
   listener_actor sharedconfig_status;
+  // The webhook: its server, the PodFilesystemSync and labelled-pod watchers, the status actor
+  // and the maintenance thread (rotation, registration, periodic status).
+  std::unique_ptr<webhook::server> webhook_server;
+  std::vector<watcher_actor> pfs_watchers;
+  listener_actor pfs_status;
+  std::thread webhook_thread;
+  std::mutex webhook_mu;
+  std::condition_variable webhook_cv;
+  bool webhook_stopping = false;
+
+  void webhook_maintenance(webhook_settings s, std::function<bool()> leading,
+                           std::shared_ptr<watched> syncs, webhook::tls_material material);
 
   [[nodiscard]] std::vector<std::shared_ptr<watched>> informers() const {
     return {ctx->bucket_syncs,    ctx->policies,          ctx->jobs,
@@ -251,10 +266,160 @@ expected<uint16_t> manager::start_config_api(configapi::server_options options,
   return m.config_server->port();
 }
 
+expected<uint16_t> manager::start_webhook(webhook_settings settings,
+                                          std::function<bool()> leading) {
+  auto& m = *impl_;
+  if (m.webhook_server) return m.webhook_server->port();
+  auto tls = ensure_webhook_tls(m.client, m.options.ns, settings.cert_names,
+                                std::chrono::system_clock::now());
+  if (!tls) return tls.error();
+  const auto& wns = m.options.watch_namespace;
+  auto syncs = make_watched(m.client, m.loop, podfilesystemsyncs_resource(), wns);
+  watch::watcher_options labelled;
+  labelled.label_selector = std::string(config::k_volume_syncing_label) + "=true";
+  auto pods = make_watched(m.client, m.loop, k8s::resources::pods(), wns, labelled);
+
+  auto inj = settings.injection;
+  inj.report_url = settings.report_url;
+  inj.report_ca = webhook::ca_bundle(tls->material, std::chrono::system_clock::now());
+  inj.report_token = [key = tls->material.report_key](std::string_view ns, std::string_view pfs,
+                                                      std::string_view id) {
+    return webhook::report_token(key, ns, pfs, id);
+  };
+  // The decider needs the report URL, which needs the bound port: the server starts with a
+  // holder that admits untouched until both it and the PodFilesystemSync listing are ready.
+  struct decider_holder {
+    std::mutex mu;
+    config::pod_decider decide;
+  };
+  auto holder = std::make_shared<decider_holder>();
+  auto server_opts = settings.server;
+  server_opts.tls = tls->material.serving;
+  server_opts.posts["/report"] =
+      make_report_handler(m.client, tls->material.report_key, m.options.metrics);
+  auto server = webhook::server::start(
+      [holder, syncs](const json::value& review) -> expected<json::value> {
+        config::pod_decider decide;
+        {
+          std::lock_guard lock(holder->mu);
+          decide = holder->decide;
+        }
+        if (!decide || !syncs->informer->has_synced())
+          return config::answer_admission_review(
+              review, [](const json::value&, const std::string&) {
+                config::injection_decision d;
+                d.message = "the controller has not listed the PodFilesystemSyncs yet";
+                return d;
+              });
+        return config::answer_admission_review(review, decide);
+      },
+      std::move(server_opts));
+  if (!server) return server.error();
+  m.webhook_server = std::move(*server);
+  const auto port = m.webhook_server->port();
+  auto with_port = [port](std::string s) {
+    if (auto at = s.find("{port}"); at != std::string::npos) s.replace(at, 6, std::to_string(port));
+    return s;
+  };
+  settings.registration.url = with_port(settings.registration.url);
+  settings.report_url = with_port(settings.report_url);
+  inj.report_url = settings.report_url;
+  {
+    std::lock_guard lock(holder->mu);
+    holder->decide = make_pfs_decider(syncs, inj);
+  }
+
+  pfs_status_settings ps;
+  ps.syncs = syncs;
+  ps.pods = pods;
+  ps.client = &m.client;
+  ps.events = m.options.events_client;
+  ps.leading = leading;
+  ps.metrics = m.options.metrics;
+  m.pfs_watchers.push_back(m.sys->spawn(watcher, syncs));
+  m.pfs_watchers.push_back(m.sys->spawn(watcher, pods));
+  m.pfs_status = spawn_pfs_status(*m.sys, std::move(ps));
+  for (const auto& w : m.pfs_watchers)
+    caf::anon_send(w, atom::subscribe_v, m.pfs_status);
+  m.webhook_thread = std::thread(
+      [&m, settings = std::move(settings), leading, syncs, material = tls->material]() mutable {
+        m.webhook_maintenance(std::move(settings), std::move(leading), std::move(syncs),
+                              std::move(material));
+      });
+  return port;
+}
+
+void manager::impl::webhook_maintenance(webhook_settings s, std::function<bool()> leading,
+                                        std::shared_ptr<watched> syncs,
+                                        webhook::tls_material material) {
+  auto log = log::get("webhook");
+  bool registered = false, was_leading = false;
+  auto last_check = std::chrono::steady_clock::now();
+  std::unique_lock lock(webhook_mu);
+  while (!webhook_stopping) {
+    lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    const bool due = now - last_check >= s.check_every;
+    const auto wall = std::chrono::system_clock::now();
+    if (due) {
+      last_check = now;
+      if (auto t = ensure_webhook_tls(client, options.ns, s.cert_names, wall); !t) {
+        log->warn("checking the webhook's certificate: {}", t.error().message);
+      } else {
+        if (t->material.serving.cert != material.serving.cert) {
+          // Rotated here or by another replica.
+          if (auto set = webhook_server->set_tls(t->material.serving); !set)
+            log->error("cannot serve the new certificate: {}", set.error().message);
+          registered = false;  // the caBundle may have changed
+        }
+        material = std::move(t->material);
+      }
+    }
+    // Registered once the PodFilesystemSyncs are listed, so the API server never asks before
+    // we can answer; checked again every round (an edit by hand is put back).
+    const bool synced = syncs->informer->has_synced();
+    if (synced && (!registered || due)) {
+      auto r = s.registration;
+      r.ca_bundle_pem = webhook::ca_bundle(material, wall);
+      if (auto e = ensure_webhook_registration(client, r); !e)
+        log->warn("{}", e.error().message);
+      else
+        registered = true;
+    }
+    // A new leader, and every round: recompute every status (Secrets are not watched).
+    const bool lead = synced && leading();
+    if (lead && (!was_leading || due))
+      for (const auto& key : syncs->cache().keys())
+        caf::anon_send(pfs_status, atom::changed_v, std::string("podfilesystemsyncs"), key);
+    was_leading = lead;
+    lock.lock();
+    webhook_cv.wait_for(lock, registered ? std::chrono::seconds(1) : std::chrono::milliseconds(100),
+                        [this] { return webhook_stopping; });
+  }
+}
+
 void manager::stop() {
   auto& m = *impl_;
   if (m.stopped) return;
   m.stopped = true;
+  if (m.webhook_thread.joinable()) {
+    {
+      std::lock_guard lock(m.webhook_mu);
+      m.webhook_stopping = true;
+    }
+    m.webhook_cv.notify_all();
+    m.webhook_thread.join();
+  }
+  if (m.webhook_server) m.webhook_server->stop();
+  if (m.pfs_status) {
+    for (auto& w : m.pfs_watchers)
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(m.pfs_status, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{*m.sys};
+    self->wait_for(m.pfs_status);
+    m.pfs_status = nullptr;
+    m.pfs_watchers.clear();
+  }
   if (m.config_server) m.config_server->stop();  // ends long-polls, finishes requests
   m.config_server.reset();
   if (m.sharedconfig_status) {

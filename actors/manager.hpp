@@ -14,13 +14,16 @@
 
 #include "actors/lock_types.hpp"
 #include "actors/scheduler_types.hpp"
+#include "config/admission.hpp"
 #include "config/datasync_job.hpp"
 #include "config/job_builder.hpp"
+#include "config/pod_injection.hpp"
 #include "runtime/configapi/server.hpp"
 #include "runtime/error.hpp"
 #include "runtime/http/loop.hpp"
 #include "runtime/k8s/client.hpp"
 #include "runtime/tz.hpp"
+#include "runtime/webhook/server.hpp"
 
 namespace tidesync::metrics {
 class registry;
@@ -51,6 +54,18 @@ struct manager_options {
   k8s::client* events_client = nullptr;
 };
 
+// The admission webhook and PodFilesystemSync (docs/podfilesystemsync.md).
+struct webhook_settings {
+  webhook::server_options server;             // the address; the TLS pair is filled in
+  config::webhook_registration registration;  // service or URL; the caBundle is filled in
+  std::vector<std::string> cert_names;        // the serving certificate's names
+  std::string report_url;                     // where agents report; "" turns reports off
+  config::injection_settings injection;       // image, native sidecars; reports filled in
+  // How often the Secret is checked for rotation, the configuration repaired and every
+  // PodFilesystemSync's status recomputed.
+  std::chrono::seconds check_every{300};
+};
+
 class manager {
  public:
   manager(k8s::client& client, http::loop& loop, manager_options options);
@@ -72,7 +87,12 @@ class manager {
   // writer; `leading` says whether this replica may write. Returns the bound port.
   expected<uint16_t> start_config_api(configapi::server_options options,
                                       std::function<bool()> leading);
-  // Stops the config API, the controllers and the lock manager, flushes Lease writes
+  // Serves the admission webhook and the agents' reports, keeps the TLS Secret and the
+  // MutatingWebhookConfiguration, and runs the PodFilesystemSync status actor (which writes only
+  // while `leading`). In registration.url and report_url, "{port}" becomes the bound port.
+  // Returns the bound port. Errors say what to fix (RBAC, a taken address).
+  expected<uint16_t> start_webhook(webhook_settings settings, std::function<bool()> leading);
+  // Stops the webhook, the config API, the controllers and the lock manager, flushes Lease writes
   // (bounded), stops the informers. Idempotent. The loop must still run.
   void stop();
 

@@ -44,4 +44,42 @@ expected<json::value> answer_admission_review(const json::value& review,
                                   {"response", std::move(response)}});
 }
 
+json::value mutating_webhook_configuration(const webhook_registration& r) {
+  json::object client;
+  if (!r.url.empty()) {
+    client.set("url", r.url);
+  } else {
+    client.set("service", json::object{{"namespace", r.service_namespace},
+                                       {"name", r.service_name},
+                                       {"path", r.path},
+                                       {"port", static_cast<int64_t>(r.service_port)}});
+  }
+  client.set("caBundle", base64::encode(r.ca_bundle_pem));
+  json::object hook{
+      {"name", "pods.tidesync.io"},
+      {"admissionReviewVersions", json::array{"v1"}},
+      {"clientConfig", std::move(client)},
+      {"rules", json::array{json::object{{"operations", json::array{"CREATE"}},
+                                         {"apiGroups", json::array{""}},
+                                         {"apiVersions", json::array{"v1"}},
+                                         {"resources", json::array{"pods"}},
+                                         {"scope", "Namespaced"}}}},
+      {"objectSelector",
+       json::object{{"matchLabels", json::object{{std::string(k_volume_syncing_label), "true"}}}}},
+      {"failurePolicy", "Ignore"},
+      {"matchPolicy", "Equivalent"},
+      {"sideEffects", "None"},
+      {"timeoutSeconds", static_cast<int64_t>(r.timeout_seconds)},
+      {"reinvocationPolicy", "IfNeeded"},
+  };
+  return json::value(json::object{
+      {"apiVersion", "admissionregistration.k8s.io/v1"},
+      {"kind", "MutatingWebhookConfiguration"},
+      {"metadata",
+       json::object{{"name", r.name},
+                    {"labels", json::object{{"app.kubernetes.io/managed-by", "tidesync"}}}}},
+      {"webhooks", json::array{std::move(hook)}},
+  });
+}
+
 }  // namespace tidesync::config

@@ -24,4 +24,26 @@ using pod_decider =
 // AdmissionReview v1 request (no request.uid): the server answers 400.
 expected<json::value> answer_admission_review(const json::value& review, const pod_decider& decide);
 
+// Where the API server finds the webhook and how it calls it: the controller keeps the
+// MutatingWebhookConfiguration `name` equal to mutating_webhook_configuration() of this.
+struct webhook_registration {
+  std::string name = "tidesync-pod-injection";
+  // clientConfig: the Service in front of the controller, or (when `url` is set: the simulation,
+  // a controller outside the cluster) a URL.
+  std::string service_namespace = "tidesync-system";
+  std::string service_name = "tidesync-webhook";
+  int service_port = 443;
+  std::string url;
+  std::string path = "/mutate-pods";
+  std::string ca_bundle_pem;  // the CA that signed the serving certificate
+  // A controller that is down or slow never blocks pod creation: Ignore, and a short timeout.
+  int timeout_seconds = 5;
+};
+
+// The MutatingWebhookConfiguration: Pod CREATE only, only pods labelled
+// tidesync.io/volume-syncing=true (objectSelector), failurePolicy Ignore, sideEffects None,
+// admissionReviewVersions v1, reinvocationPolicy IfNeeded (another webhook adding a container
+// after us gets our answer again; a second admission is a no-op).
+json::value mutating_webhook_configuration(const webhook_registration& r);
+
 }  // namespace tidesync::config

@@ -318,13 +318,15 @@ const std::vector<std::string_view>& podfilesystemsync_sync_options_fields() {
 }
 
 const std::vector<std::string_view>& podfilesystemsync_status_fields() {
-  static const std::vector<std::string_view> f = {"observedGeneration", "conditions", "pods"};
+  static const std::vector<std::string_view> f = {"observedGeneration", "conditions", "pods",
+                                                  "lastSync"};
   return f;
 }
 
 const std::vector<std::string_view>& podfilesystemsync_pod_status_fields() {
-  static const std::vector<std::string_view> f = {"name",  "lastSyncTime", "bytes",
-                                                  "files", "result",       "message"};
+  static const std::vector<std::string_view> f = {
+      "name",    "injected", "lastSyncTime",        "kind",   "bytes",
+      "files",   "deleted",  "consecutiveFailures", "result", "message"};
   return f;
 }
 
@@ -426,21 +428,30 @@ expected<podfilesystemsync> parse_podfilesystemsync(const json::value& object,
     problems local;
     out.status.observed_generation = st->get_int("observedGeneration");
     out.status.conditions = parse_conditions(st->at("conditions"), "status.conditions", local);
+    auto read_pod = [&](const json::value& e, const std::string& path) {
+      pod_sync_status ps;
+      ps.name = std::string(e.get_string("name"));
+      if (const auto* inj = e.at("injected"); inj != nullptr && inj->is_bool())
+        ps.injected = inj->as_bool();
+      ps.last_sync_time = read_time(e, "lastSyncTime", path + ".lastSyncTime", local);
+      ps.kind = std::string(e.get_string("kind"));
+      ps.bytes = e.get_int("bytes");
+      ps.files = e.get_int("files");
+      ps.deleted = e.get_int("deleted");
+      ps.consecutive_failures = e.get_int("consecutiveFailures");
+      ps.result = std::string(e.get_string("result"));
+      ps.message = std::string(e.get_string("message"));
+      return ps;
+    };
     if (const json::value* pods = st->at("pods"); pods != nullptr && pods->is_array()) {
       size_t i = 0;
       for (const auto& e : pods->as_array()) {
         const std::string path = "status.pods[" + std::to_string(i++) + "]";
-        if (!e.is_object()) continue;
-        pod_sync_status ps;
-        ps.name = std::string(e.get_string("name"));
-        ps.last_sync_time = read_time(e, "lastSyncTime", path + ".lastSyncTime", local);
-        ps.bytes = e.get_int("bytes");
-        ps.files = e.get_int("files");
-        ps.result = std::string(e.get_string("result"));
-        ps.message = std::string(e.get_string("message"));
-        out.status.pods.push_back(std::move(ps));
+        if (e.is_object()) out.status.pods.push_back(read_pod(e, path));
       }
     }
+    if (const json::value* last = st->at("lastSync"); last != nullptr && last->is_object())
+      out.status.last_sync = read_pod(*last, "status.lastSync");
     demote(local, p);
   }
   if (warnings != nullptr) *warnings = p.take_warnings();
@@ -467,22 +478,31 @@ expected<sync_permissions> effective_permissions(
   return out;
 }
 
+json::value to_json(const pod_sync_status& p) {
+  json::object o{{"name", p.name}};
+  if (!p.injected) o.set("injected", false);
+  o.set("lastSyncTime", time_or_null(p.last_sync_time));
+  if (!p.kind.empty()) o.set("kind", p.kind);
+  o.set("bytes", p.bytes);
+  o.set("files", p.files);
+  if (p.deleted != 0) o.set("deleted", p.deleted);
+  if (p.consecutive_failures != 0) o.set("consecutiveFailures", p.consecutive_failures);
+  o.set("result", p.result.empty() ? json::value() : json::value(p.result));
+  o.set("message", p.message.empty() ? json::value() : json::value(p.message));
+  return json::value(std::move(o));
+}
+
 json::value to_json(const podfilesystemsync_status& s) {
   json::array pods;
   for (const auto& p : s.pods)
-    pods.push_back(json::value(json::object{
-        {"name", p.name},
-        {"lastSyncTime", time_or_null(p.last_sync_time)},
-        {"bytes", p.bytes},
-        {"files", p.files},
-        {"result", p.result.empty() ? json::value() : json::value(p.result)},
-        {"message", p.message.empty() ? json::value() : json::value(p.message)},
-    }));
-  return json::value(json::object{
+    pods.push_back(to_json(p));
+  json::object o{
       {"observedGeneration", s.observed_generation},
       {"conditions", to_json(s.conditions)},
       {"pods", std::move(pods)},
-  });
+  };
+  if (s.last_sync) o.set("lastSync", to_json(*s.last_sync));
+  return json::value(std::move(o));
 }
 
 }  // namespace tidesync::config

@@ -89,19 +89,26 @@ struct podfilesystemsync_spec {
   int64_t unhealthy_after_failures = 0;  // 0: never turn the sidecar unhealthy
 };
 
+// One pod's last sync as its agents reported it (the pod annotation tidesync.io/last-sync).
 struct pod_sync_status {
   std::string name;
+  bool injected = true;  // false: the webhook did not add the agents (the pod runs unsynced)
   std::optional<sys_seconds> last_sync_time;
+  std::string kind;  // restore, sync, final
   int64_t bytes = 0;
   int64_t files = 0;
-  std::string result;  // "Succeeded", "Failed", ...
+  int64_t deleted = 0;
+  int64_t consecutive_failures = 0;
+  std::string result;  // "Succeeded", "Failed", "Skipped", "NotInjected"
   std::string message;
+  friend bool operator==(const pod_sync_status&, const pod_sync_status&) = default;
 };
 
 struct podfilesystemsync_status {
   int64_t observed_generation = 0;
   std::vector<condition> conditions;
-  std::vector<pod_sync_status> pods;
+  std::vector<pod_sync_status> pods;            // the selected pods that exist, by name
+  std::optional<pod_sync_status> last_sync;     // the latest report of any pod
 };
 
 struct podfilesystemsync {
@@ -126,6 +133,7 @@ expected<sync_permissions> effective_permissions(
 
 // The full status object for a merge patch {"status": ...}.
 json::value to_json(const podfilesystemsync_status& s);
+json::value to_json(const pod_sync_status& p);
 
 // The field names the parser reads and the status writes, in CRD order (checked against the
 // CRD by tests/unit/config_crd_test.cpp).

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <thread>
 
+#include "runtime/apiserver/admission.hpp"
 #include "runtime/apiserver/protobuf.hpp"
 #include "runtime/apiserver/store.hpp"
 #include "runtime/log.hpp"
@@ -703,7 +704,10 @@ struct server::impl {
       return send_error(res, http_error(405, "MethodNotAllowed",
                                         "create needs a namespace: POST to " +
                                             t.res.collection_path("NAMESPACE")));
-    auto created = st.create(t, r.ns, std::move(body));
+    // Mutating admission webhooks, as kube-apiserver calls them (admission.hpp).
+    auto admitted = admit_create(st, t, r.ns, std::move(body));
+    if (!admitted) return send_error(res, admitted.error());
+    auto created = st.create(t, r.ns, std::move(*admitted));
     if (!created) return send_error(res, created.error());
     send_json(res, 201, (*created)->text);
   }

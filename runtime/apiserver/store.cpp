@@ -708,6 +708,8 @@ void store::register_builtin_types() {
                    all),
            builtin("batch", "v1", "jobs", "Job", true, "job", {}, true, all),
            builtin("coordination.k8s.io", "v1", "leases", "Lease", true, "lease", {}),
+           builtin("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                   "MutatingWebhookConfiguration", false, "mutatingwebhookconfiguration", {}),
            builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                    "CustomResourceDefinition", false, "customresourcedefinition", {"crd", "crds"},
                    true),

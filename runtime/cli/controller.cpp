@@ -22,6 +22,7 @@
 #include "runtime/metrics/endpoints.hpp"
 #include "runtime/metrics/http_server.hpp"
 #include "runtime/metrics/metrics.hpp"
+#include "runtime/webhook/certs.hpp"
 
 namespace tidesync::cli {
 
@@ -51,6 +52,18 @@ Flags:
   --config-api-addr HOST:PORT       serve the SharedConfig config API there (e.g. :8085; default
                                     "0": off); its bearer token is the key token of the Secret
                                     tidesync-config-api in --namespace (created when missing)
+  --webhook-addr HOST:PORT          serve the admission webhook (PodFilesystemSync) there over
+                                    HTTPS (e.g. :9443; default "0": off); its certificates live in
+                                    the Secret tidesync-webhook-tls in --namespace (made and
+                                    rotated by the controller)
+  --webhook-service NAME            the Service in front of the webhook (default tidesync-webhook)
+  --webhook-service-port N          its port (default 443)
+  --webhook-url URL                 register this URL instead of the Service (a controller outside
+                                    the cluster); "{port}" is replaced by the bound port
+  --webhook-config NAME             the MutatingWebhookConfiguration kept by the controller
+                                    (default tidesync-pod-injection)
+  --native-sidecars=false           inject the syncing sidecar as a plain container (Kubernetes
+                                    before 1.29); default: a native sidecar
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100); lock Lease
                                     writes and Events each have a budget of the same size
   -h, --help                        show this help
@@ -140,6 +153,27 @@ std::string parse_controller_flags(int argc, char** argv, controller_flags& out,
       err = text("--agent-image", out.agent_image);
     } else if (is("--config-api-addr")) {
       err = text("--config-api-addr", out.config_api_addr);
+    } else if (is("--webhook-addr")) {
+      err = text("--webhook-addr", out.webhook_addr);
+    } else if (is("--webhook-service")) {
+      err = text("--webhook-service", out.webhook_service);
+    } else if (is("--webhook-url")) {
+      err = text("--webhook-url", out.webhook_url);
+      if (err.empty() && out.webhook_url.rfind("https://", 0) != 0)
+        err = "--webhook-url must start with https:// (the API server calls webhooks over TLS)";
+    } else if (is("--webhook-config")) {
+      err = text("--webhook-config", out.webhook_config);
+    } else if (is("--webhook-service-port")) {
+      const char* v = value("--webhook-service-port");
+      char* end = nullptr;
+      long n = v ? std::strtol(v, &end, 10) : 0;
+      if (v == nullptr || end == v || *end != '\0' || n < 1 || n > 65535)
+        return "--webhook-service-port needs a port number 1-65535";
+      out.webhook_service_port = static_cast<int>(n);
+    } else if (a == "--native-sidecars" || a == "--native-sidecars=true") {
+      out.native_sidecars = true;
+    } else if (a == "--native-sidecars=false") {
+      out.native_sidecars = false;
     } else if (is("--concurrency") || is("--kube-api-qps") || is("--kube-api-burst")) {
       std::string flag = a.substr(0, a.find('='));
       const char* v = value(flag.c_str());
@@ -165,6 +199,39 @@ namespace {
 
 bool disabled(const std::string& addr) {
   return addr.empty() || addr == "0";
+}
+
+// The webhook's settings from the flags: the Service (or URL) the API server calls, the names
+// its certificate must cover, and where the agents report.
+actors::webhook_settings webhook_settings_of(const controller_flags& f) {
+  actors::webhook_settings w;
+  w.server.address = f.webhook_addr;
+  w.registration.name = f.webhook_config;
+  w.registration.service_namespace = f.ns;
+  w.registration.service_name = f.webhook_service;
+  w.registration.service_port = f.webhook_service_port;
+  w.registration.url = f.webhook_url;
+  if (!f.webhook_url.empty()) {
+    // https://HOST[:PORT]/PATH: the certificate covers HOST, reports go to /report beside PATH.
+    std::string rest = f.webhook_url.substr(8);
+    auto slash = rest.find('/');
+    std::string authority = rest.substr(0, slash);
+    std::string host = authority;
+    if (!host.empty() && host[0] == '[') {
+      host = host.substr(1, host.find(']') - 1);
+    } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+      host = host.substr(0, colon);
+    }
+    w.cert_names = {host};
+    w.report_url = "https://" + authority + "/report";
+  } else {
+    w.cert_names = webhook::service_dns_names(f.webhook_service, f.ns);
+    w.report_url = "https://" + f.webhook_service + "." + f.ns +
+                   ".svc:" + std::to_string(f.webhook_service_port) + "/report";
+  }
+  if (!f.agent_image.empty()) w.injection.image = f.agent_image;
+  w.injection.native_sidecars = f.native_sidecars;
+  return w;
 }
 
 }  // namespace
@@ -279,6 +346,16 @@ int run_controller_until(const controller_flags& flags, const std::atomic<bool>&
       std::string host = addr && addr->host != "0.0.0.0" ? addr->host : "127.0.0.1";
       std::ofstream(flags.config_api_url_file)
           << "http://" << metrics::host_port(host, *port) << "\n";
+    }
+  }
+
+  if (!disabled(flags.webhook_addr)) {
+    auto port =
+        mgr.start_webhook(webhook_settings_of(flags), [&leading] { return leading.load(); });
+    if (!port) {
+      std::fprintf(stderr, "tidesync controller: the admission webhook: %s\n",
+                   port.error().message.c_str());
+      return 1;
     }
   }
 

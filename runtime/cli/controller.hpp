@@ -34,6 +34,13 @@ struct controller_flags {
   std::string config_api_addr = "0";
   // When set, "http://HOST:PORT" of the config API is written here once it listens (simulate).
   std::string config_api_url_file;
+  // The admission webhook and PodFilesystemSync (docs/podfilesystemsync.md); "0" disables.
+  std::string webhook_addr = "0";
+  std::string webhook_service = "tidesync-webhook";  // the Service in --namespace
+  int webhook_service_port = 443;
+  std::string webhook_url;  // instead of the Service (simulate); "{port}": the bound port
+  std::string webhook_config = "tidesync-pod-injection";
+  bool native_sidecars = true;  // Kubernetes >= 1.29
 };
 
 // Parses `tidesync controller` flags; returns an error message ("" on success). `help` is

@@ -307,6 +307,10 @@ int run_simulate(int argc, char** argv) {
     // The config API on a free loopback port; its URL in DATA_DIR/config-api.
     cf.config_api_addr = "127.0.0.1:0";
     cf.config_api_url_file = (std::filesystem::path(data_dir) / "config-api").string();
+    // The admission webhook on a free loopback port, registered by URL; the embedded API server
+    // calls it on pod creation (PodFilesystemSync).
+    cf.webhook_addr = "127.0.0.1:0";
+    cf.webhook_url = "https://127.0.0.1:{port}/mutate-pods";
     k8s::connection_config conn;
     conn.server = "http://127.0.0.1:" + std::to_string(*bound);
     controller_thread = std::thread([cf, conn, &stop_controller, &controller_exit] {

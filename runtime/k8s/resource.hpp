@@ -71,6 +71,10 @@ inline resource jobs() {
 inline resource leases() {
   return {"coordination.k8s.io", "v1", "leases", "Lease", true};
 }
+inline resource mutatingwebhookconfigurations() {
+  return {"admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+          "MutatingWebhookConfiguration", false};
+}
 inline resource crds() {
   return {"apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
           false};

@@ -239,6 +239,25 @@ struct registry::impl {
           .Name("tidesync_datasync_retries_total")
           .Help("DataSync retries after a failed populate, by reason")
           .Register(*reg);
+  Family<Counter>& pfs_reports = prometheus::BuildCounter()
+                                     .Name("tidesync_pfs_reports_total")
+                                     .Help("Syncs reported by PodFilesystemSync agents")
+                                     .Register(*reg);
+  Family<Counter>& pfs_bytes = prometheus::BuildCounter()
+                                   .Name("tidesync_pfs_bytes_total")
+                                   .Help("Bytes moved by PodFilesystemSync agents, as reported")
+                                   .Register(*reg);
+  Family<Gauge>& pfs_last_success =
+      prometheus::BuildGauge()
+          .Name("tidesync_pfs_last_success_timestamp_seconds")
+          .Help("When the last successful sync of a PodFilesystemSync ended (Unix time)")
+          .Register(*reg);
+  Family<Gauge>& pfs_pods = prometheus::BuildGauge()
+                                .Name("tidesync_pfs_pods")
+                                .Help(
+                                    "Pods a PodFilesystemSync selects, by whether they have "
+                                    "the agents")
+                                .Register(*reg);
   Gauge& leader = prometheus::BuildGauge()
                       .Name("tidesync_leader")
                       .Help("1 while this process is the leader, 0 otherwise")
@@ -342,6 +361,30 @@ void registry::datasync_admitted(double waited_seconds) {
 
 void registry::datasync_retry(std::string_view reason) {
   impl_->datasync_retries.Add(one("reason", reason)).Increment();
+}
+
+void registry::pfs_report(std::string_view ns, std::string_view name, std::string_view kind,
+                          std::string_view result, double bytes, double end_unix_seconds) {
+  Labels who{{"namespace", std::string(ns)}, {"podfilesystemsync", std::string(name)}};
+  Labels what = who;
+  what["kind"] = std::string(kind);
+  what["result"] = std::string(result);
+  impl_->pfs_reports.Add(what).Increment();
+  if (bytes > 0) impl_->pfs_bytes.Add(who).Increment(bytes);
+  if (result == "Succeeded") {
+    auto& g = impl_->pfs_last_success.Add(who);
+    if (end_unix_seconds > g.Value()) g.Set(end_unix_seconds);
+  }
+}
+
+void registry::pfs_pods(std::string_view ns, std::string_view name, double injected,
+                        double not_injected) {
+  Labels who{{"namespace", std::string(ns)}, {"podfilesystemsync", std::string(name)}};
+  Labels a = who, b = who;
+  a["state"] = "injected";
+  b["state"] = "not_injected";
+  impl_->pfs_pods.Add(a).Set(injected);
+  impl_->pfs_pods.Add(b).Set(not_injected);
 }
 
 void registry::leader(bool is_leader) {

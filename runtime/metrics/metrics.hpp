@@ -67,6 +67,15 @@ class registry {
   void datasync_admitted(double waited_seconds);
   void datasync_retry(std::string_view reason);
 
+  // PodFilesystemSync (docs/podfilesystemsync.md, "Metrics"), labelled {namespace,
+  // podfilesystemsync} (names only: never a path, pod or Secret):
+  // tidesync_pfs_reports_total{...,kind,result} and tidesync_pfs_bytes_total counters (from the
+  // agents' reports this replica received), tidesync_pfs_last_success_timestamp_seconds gauge,
+  // and tidesync_pfs_pods{...,state} (state: injected | not_injected) from the leader's status.
+  void pfs_report(std::string_view ns, std::string_view name, std::string_view kind,
+                  std::string_view result, double bytes, double end_unix_seconds);
+  void pfs_pods(std::string_view ns, std::string_view name, double injected, double not_injected);
+
   // tidesync_leader gauge: 1 while this process leads (0 before). tidesync_build_info{version}
   // is always 1.
   void leader(bool is_leader);

@@ -39,15 +39,24 @@ tls_material from_secret_data(const std::map<std::string, std::string>& data) {
   m.ca = {get(data, "ca.crt"), get(data, "ca.key")};
   m.serving = {get(data, "tls.crt"), get(data, "tls.key")};
   m.report_key = get(data, "report.key");
+  m.previous_ca = get(data, "ca-previous.crt");
   return m;
 }
 
 std::map<std::string, std::string> to_secret_data(const tls_material& m) {
-  return {{"ca.crt", m.ca.cert},
-          {"ca.key", m.ca.key},
-          {"tls.crt", m.serving.cert},
-          {"tls.key", m.serving.key},
-          {"report.key", m.report_key}};
+  return {{"ca.crt", m.ca.cert},        {"ca.key", m.ca.key},
+          {"tls.crt", m.serving.cert},  {"tls.key", m.serving.key},
+          {"report.key", m.report_key}, {"ca-previous.crt", m.previous_ca}};
+}
+
+std::string ca_bundle(const tls_material& m, std::chrono::system_clock::time_point now) {
+  std::string out = m.ca.cert;
+  if (auto prev = inspect_cert(m.previous_ca);
+      prev && prev->is_ca && prev->not_before <= now && now < prev->not_after) {
+    if (!out.empty() && out.back() != '\n') out.push_back('\n');
+    out += m.previous_ca;
+  }
+  return out;
 }
 
 tls_plan plan_tls(const tls_material& current, const std::vector<std::string>& names,
@@ -95,6 +104,8 @@ expected<tls_material> carry_out(const tls_material& current, const tls_plan& pl
   if (plan.action == tls_action::new_ca) {
     auto ca = make_ca("tidesync-webhook-ca", from, policy.ca_validity);
     if (!ca) return ca.error();
+    auto old = inspect_cert(current.ca.cert);
+    next.previous_ca = old && old->is_ca ? current.ca.cert : std::string();
     next.ca = std::move(*ca);
   }
   if (plan.action != tls_action::keep) {

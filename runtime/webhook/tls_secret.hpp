@@ -18,14 +18,20 @@ namespace tidesync::webhook {
 
 inline constexpr std::string_view k_tls_secret = "tidesync-webhook-tls";
 
-// The Secret's keys: ca.crt, ca.key, tls.crt, tls.key (the kubernetes.io/tls names), report.key.
+// The Secret's keys: ca.crt, ca.key, tls.crt, tls.key (the kubernetes.io/tls names), report.key,
+// ca-previous.crt.
 struct tls_material {
   key_pair_pem ca;
   key_pair_pem serving;
-  std::string report_key;  // 32 random bytes, hex
+  std::string report_key;   // 32 random bytes, hex
+  std::string previous_ca;  // the CA before the last CA rotation (still trusted while valid)
 };
 tls_material from_secret_data(const std::map<std::string, std::string>& data);  // decoded values
 std::map<std::string, std::string> to_secret_data(const tls_material& m);
+
+// The caBundle: the CA, then the previous CA while it is valid at `now`, so replicas still
+// serving a certificate of the previous CA are trusted until they have read the new one.
+std::string ca_bundle(const tls_material& m, std::chrono::system_clock::time_point now);
 
 struct tls_policy {
   std::chrono::hours ca_validity{24 * 365 * 10};

@@ -129,3 +129,28 @@ TEST(AdmissionReview, WithTheRealDecision) {
   ASSERT_TRUE(patched.has_value()) << patched.error().message;
   EXPECT_EQ(patched->at_path({"spec", "initContainers"})->as_array().size(), 2U);
 }
+
+TEST(AdmissionReview, TheWebhookConfigurationNeverBlocksUnrelatedPods) {
+  webhook_registration r;
+  r.service_namespace = "ops";
+  r.ca_bundle_pem = "PEM";
+  auto c = mutating_webhook_configuration(r);
+  EXPECT_EQ(c.get_string("kind"), "MutatingWebhookConfiguration");
+  EXPECT_EQ(c.at_path({"metadata", "name"})->as_string(), "tidesync-pod-injection");
+  const auto& hook = c.at("webhooks")->as_array().at(0);
+  EXPECT_EQ(hook.get_string("failurePolicy"), "Ignore");
+  EXPECT_EQ(hook.at("timeoutSeconds")->as_int(), 5);
+  EXPECT_EQ(hook.get_string("sideEffects"), "None");
+  EXPECT_EQ(json::dump(*hook.at("objectSelector")),
+            R"({"matchLabels":{"tidesync.io/volume-syncing":"true"}})");
+  EXPECT_EQ(json::dump(*hook.at("rules")),
+            R"([{"operations":["CREATE"],"apiGroups":[""],"apiVersions":["v1"],)"
+            R"("resources":["pods"],"scope":"Namespaced"}])");
+  EXPECT_EQ(json::dump(*hook.at("clientConfig")),
+            R"({"service":{"namespace":"ops","name":"tidesync-webhook","path":"/mutate-pods",)"
+            R"("port":443},"caBundle":"UEVN"})");
+  r.url = "https://127.0.0.1:9443/mutate-pods";
+  c = mutating_webhook_configuration(r);
+  EXPECT_EQ(json::dump(*c.at("webhooks")->as_array().at(0).at("clientConfig")),
+            R"({"url":"https://127.0.0.1:9443/mutate-pods","caBundle":"UEVN"})");
+}

@@ -99,3 +99,20 @@ TEST(WebhookTlsSecret, ReportTokensAreBoundToNamespaceSyncAndKey) {
   EXPECT_FALSE(check_report_token("", token, "web", "press"));
   EXPECT_NE(random_hex(8), random_hex(8));
 }
+
+TEST(WebhookTlsSecret, TheBundleKeepsThePreviousCaAfterACaRotation) {
+  auto m = fresh();
+  EXPECT_EQ(ca_bundle(m, t0()), m.ca.cert);
+  auto when = t0() + 24h * 3640;
+  auto p = plan_tls(m, k_names, when);
+  ASSERT_EQ(p.action, tls_action::new_ca);
+  auto next = carry_out(m, p, k_names, when);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->previous_ca, m.ca.cert);
+  auto bundle = ca_bundle(*next, when);
+  EXPECT_EQ(bundle.find(next->ca.cert), 0u);
+  EXPECT_NE(bundle.find(m.ca.cert), std::string::npos);
+  // Once the previous CA has expired, it leaves the bundle.
+  EXPECT_EQ(ca_bundle(*next, t0() + 24h * 3660), next->ca.cert);
+  EXPECT_EQ(from_secret_data(to_secret_data(*next)).previous_ca, m.ca.cert);
+}

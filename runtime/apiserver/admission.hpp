@@ -1,0 +1,25 @@
+// Mutating admission webhooks in the embedded API server, as kube-apiserver calls them
+// (docs/podfilesystemsync.md, "The embedded API server"): on CREATE, every webhook of every
+// MutatingWebhookConfiguration (in name order) whose rules, objectSelector and
+// namespaceSelector match gets an AdmissionReview v1 over HTTPS, trusting only its caBundle;
+// an allowed answer's JSONPatch is applied, a denial fails the create with the webhook's
+// message, and a call that fails follows the failurePolicy (Fail, the default, or Ignore).
+// Only `url` client configs can be reached here (a `service` has no cluster network to route
+// it): a service config counts as a failed call. Not done: reinvocation, UPDATE/DELETE/CONNECT
+// operations, validating webhooks, matchConditions.
+#pragma once
+
+#include <string_view>
+
+#include "runtime/apiserver/store.hpp"
+#include "runtime/error.hpp"
+#include "runtime/json/value.hpp"
+
+namespace tidesync::apiserver {
+
+// `obj` as the webhooks leave it, or the error to answer the create with (http_status set:
+// 403/400 for a denial, 500 for a failed call under failurePolicy Fail).
+expected<json::value> admit_create(const store& st, const resource_type& t, std::string_view ns,
+                                   json::value obj);
+
+}  // namespace tidesync::apiserver
