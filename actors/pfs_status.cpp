@@ -102,8 +102,8 @@ void write_status(self_ptr self, const watch::object_meta& m,
       cur.pods == next.pods && cur.last_sync == next.last_sync)
     return;
   json::value patch(json::object{{"status", config::to_json(next)}});
-  auto r = self->state.settings.client->patch_status_sync(
-      podfilesystemsyncs_resource(), m.ns, m.name, k8s::patch_type::merge, patch);
+  auto r = self->state.settings.client->patch_status_sync(podfilesystemsyncs_resource(), m.ns,
+                                                          m.name, k8s::patch_type::merge, patch);
   if (!r && r.error().code != errc::not_found)
     log::get("pfs")->warn("PodFilesystemSync {}/{}: writing its status: {}", m.ns, m.name,
                           r.error().message);

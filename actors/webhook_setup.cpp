@@ -39,10 +39,10 @@ expected<tls_result> ensure_webhook_tls(k8s::client& client, const std::string& 
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto secret = client.get_sync(k8s::resources::secrets(), ns, name);
     if (!secret && secret.error().code != errc::not_found)
-      return make_error(secret.error().code,
-                        "reading " + where(ns) + " (the controller needs get/create/update on "
+      return make_error(secret.error().code, "reading " + where(ns) +
+                                                 " (the controller needs get/create/update on "
                                                  "Secrets in its namespace): " +
-                            secret.error().message);
+                                                 secret.error().message);
     webhook::tls_material current;
     if (secret) current = webhook::from_secret_data(decoded_data(*secret));
     auto plan = webhook::plan_tls(current, names, now, policy);
@@ -94,7 +94,8 @@ expected<bool> ensure_webhook_registration(k8s::client& client,
   auto help = [&](const error& e, const char* what) {
     return make_error(e.code, std::string(what) + " MutatingWebhookConfiguration " + r.name +
                                   " (the controller needs get/create/update on "
-                                  "mutatingwebhookconfigurations): " + e.message);
+                                  "mutatingwebhookconfigurations): " +
+                                  e.message);
   };
   if (!have && have.error().code == errc::not_found) {
     auto c = client.create_sync(res, "", want);

@@ -325,8 +325,8 @@ const std::vector<std::string_view>& podfilesystemsync_status_fields() {
 
 const std::vector<std::string_view>& podfilesystemsync_pod_status_fields() {
   static const std::vector<std::string_view> f = {
-      "name",    "injected", "lastSyncTime",        "kind",   "bytes",
-      "files",   "deleted",  "consecutiveFailures", "result", "message"};
+      "name",  "injected", "lastSyncTime",        "kind",   "bytes",
+      "files", "deleted",  "consecutiveFailures", "result", "message"};
   return f;
 }
 

@@ -107,8 +107,8 @@ struct pod_sync_status {
 struct podfilesystemsync_status {
   int64_t observed_generation = 0;
   std::vector<condition> conditions;
-  std::vector<pod_sync_status> pods;            // the selected pods that exist, by name
-  std::optional<pod_sync_status> last_sync;     // the latest report of any pod
+  std::vector<pod_sync_status> pods;         // the selected pods that exist, by name
+  std::optional<pod_sync_status> last_sync;  // the latest report of any pod
 };
 
 struct podfilesystemsync {

@@ -615,9 +615,13 @@ TEST(Crd, PodFilesystemSyncNamesStructureAndFields) {
   EXPECT_EQ(keys(spec->at_path({"properties", "syncOptions", "properties"})),
             as_strings(podfilesystemsync_sync_options_fields()));
   EXPECT_EQ(keys(status->at("properties")), as_strings(podfilesystemsync_status_fields()));
-  auto written = to_json(podfilesystemsync_status{});
+  podfilesystemsync_status with_last;
+  with_last.last_sync = pod_sync_status{};
+  auto written = to_json(with_last);
   EXPECT_EQ(keys(&written), as_strings(podfilesystemsync_status_fields()));
   EXPECT_EQ(keys(status->at_path({"properties", "pods", "items", "properties"})),
+            as_strings(podfilesystemsync_pod_status_fields()));
+  EXPECT_EQ(keys(status->at_path({"properties", "lastSync", "properties"})),
             as_strings(podfilesystemsync_pod_status_fields()));
 
   // Required: what the parser reports as FieldValueRequired on an empty spec.
@@ -658,7 +662,20 @@ TEST(Crd, PodFilesystemSyncExampleAndBadValues) {
   // The status the controller writes passes the schema too (nulls included).
   podfilesystemsync_status s;
   s.observed_generation = 1;
-  s.pods.push_back({"press-0", {}, 0, 0, {}, {}});
+  pod_sync_status blank;
+  blank.name = "press-0";
+  s.pods.push_back(blank);
+  pod_sync_status full;
+  full.name = "press-1";
+  full.injected = false;
+  full.last_sync_time = sys_seconds(std::chrono::seconds(1'800'000'000));
+  full.kind = "final";
+  full.deleted = 2;
+  full.consecutive_failures = 1;
+  full.result = "Failed";
+  full.message = "m";
+  s.pods.push_back(full);
+  s.last_sync = full;
   auto with_status = example;
   with_status.as_object().set("status", to_json(s));
   EXPECT_TRUE(schema_errors(crd, with_status).empty()) << schema_errors(crd, with_status).front();
