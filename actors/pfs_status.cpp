@@ -17,7 +17,7 @@
 namespace tidesync::actors {
 namespace {
 
-constexpr std::chrono::seconds k_secret_recheck{30};
+constexpr std::chrono::seconds k_secret_recheck{10};
 constexpr const char* k_recheck = "recheck";
 
 struct status_state {

@@ -4,7 +4,7 @@
 // Status: one detached listener actor, fed by the PodFilesystemSync watch and the watch of
 // labelled pods (tidesync.io/volume-syncing=true), reconciles each PodFilesystemSync from the
 // caches (actors/pfs_logic.hpp): the selected pods with their last report, the Secrets it names
-// (read on demand; a missing one is looked at again every 30 s), the automaticEncryption key
+// (read on demand; a missing one is looked at again every 10 s), the automaticEncryption key
 // Secret (created once when absent, never replaced), conditions, Events on transitions, and
 // metrics. Only the leader writes.
 //
