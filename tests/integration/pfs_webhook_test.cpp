@@ -20,15 +20,14 @@
 #include "runtime/json/value.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/simulation.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using tidesync::test::child;
 using tidesync::test::eventually;
 using tidesync::test::read_file;
-using tidesync::test::run;
 using tidesync::test::run_result;
 using tidesync::test::write_file;
 namespace json = tidesync::json;
@@ -41,14 +40,10 @@ class pfs_webhook : public ::testing::Test {
     char tmpl[] = "/var/tmp/tidesync-pfs-webhook-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    const fs::path data = dir_ / "sim";
-    sim_ = std::make_unique<child>(std::vector<std::string>{
-        "sh", "-c",
-        "exec '" + k_binary + "' simulate --no-kubelet --port 0 --data-dir '" + data.string() +
-            "' '" + std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" +
-            (dir_ / "simulate.log").string() + "' 2>&1"});
-    kubeconfig_ = (data / "kubeconfig").string();
-    apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n", 30s);
+    sim_ = std::make_unique<tidesync::test::simulation>(dir_,
+                                                        std::vector<std::string>{"--no-kubelet"});
+    ASSERT_TRUE(sim_->ready()) << sim_->log();
+    apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n");
     // Registered once the controller has listed the PodFilesystemSyncs.
     ASSERT_TRUE(eventually(
         [&] {
@@ -56,57 +51,31 @@ class pfs_webhook : public ::testing::Test {
                      .status == 0;
         },
         30s))
-        << read_file(dir_ / "simulate.log");
+        << sim_->log();
   }
 
   void TearDown() override {
+    if (HasFailure()) std::cerr << "--- simulate log ---\n" << sim_->log();
     sim_.reset();  // stopped by PID
-    if (HasFailure()) std::cerr << "--- simulate log ---\n" << read_file(dir_ / "simulate.log");
     std::error_code ec;
     if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
 
   run_result kubectl(std::vector<std::string> args, const std::string& stdin_text = {}) {
-    std::vector<std::string> argv{"kubectl", "--kubeconfig", kubeconfig_, "--cache-dir",
-                                  (dir_ / "kube-cache").string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    if (!stdin_text.empty()) {
-      const fs::path path = dir_ / ("stdin-" + std::to_string(++files_) + ".yaml");
-      write_file(path, stdin_text);
-      argv.push_back("-f");
-      argv.push_back(path.string());
-    }
-    return run(argv);
+    return sim_->kubectl(std::move(args), stdin_text);
   }
-  void apply(const std::string& yaml, std::chrono::milliseconds retry_for = 0ms) {
-    run_result r;
-    eventually(
-        [&] {
-          r = kubectl({"apply"}, yaml);
-          return r.status == 0;
-        },
-        retry_for);
+  void apply(const std::string& yaml) {
+    auto r = sim_->apply(yaml);
     ASSERT_EQ(r.status, 0) << r.output;
   }
-  json::value get(const std::string& what, const std::string& name, const std::string& ns = "web") {
-    auto r = kubectl({"get", what, name, "-n", ns, "-o", "json"});
-    if (r.status != 0) return json::value();
-    auto v = json::parse(r.output);
-    return v ? std::move(*v) : json::value();
+  json::value get(const std::string& what, const std::string& name) {
+    return sim_->get(what, name, "web");
   }
-  // A condition's "status reason" of PodFilesystemSync `name`.
   std::string condition(const std::string& name, const std::string& type) {
-    auto o = get("podfilesystemsync", name);
-    if (const auto* cs = o.at_path({"status", "conditions"}); cs && cs->is_array())
-      for (const auto& c : cs->as_array())
-        if (c.get_string("type") == type)
-          return std::string(c.get_string("status")) + " " + std::string(c.get_string("reason"));
-    return {};
+    return sim_->condition("podfilesystemsync", name, "web", type);
   }
   bool has_event(const std::string& reason, const std::string& object) {
-    auto r = kubectl({"get", "events", "-n", "web", "-o",
-                      "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}"});
-    return r.output.find(reason + "/" + object) != std::string::npos;
+    return sim_->has_event("web", reason, object);
   }
 
   static std::string pfs(const std::string& name, const std::string& extra = "",
@@ -164,9 +133,7 @@ class pfs_webhook : public ::testing::Test {
   }
 
   fs::path dir_;
-  std::unique_ptr<child> sim_;
-  std::string kubeconfig_;
-  int files_ = 0;
+  std::unique_ptr<tidesync::test::simulation> sim_;
 };
 
 const std::string k_labelled = "{app: press, tidesync.io/volume-syncing: \"true\"}";
