@@ -157,6 +157,119 @@ std::string map_arg(const std::string& a, const mount_table& mounts) {
   return a;
 }
 
+// The node name this kubelet registers and binds Pods to.
+constexpr const char* k_node = "tidesync-simulate";
+
+bool has_deletion(const json::value& obj) {
+  const auto* ts = obj.at_path({"metadata", "deletionTimestamp"});
+  return ts != nullptr && !ts->is_null();
+}
+
+// A Pod the (simulated) Job controller owns: those run the Job way (first container only).
+bool owned_by_job(const json::value& pod) {
+  const auto* refs = pod.at_path({"metadata", "ownerReferences"});
+  if (refs == nullptr || !refs->is_array()) return false;
+  for (const auto& r : refs->as_array())
+    if (r.get_string("kind") == "Job") return true;
+  return false;
+}
+
+// What a container needs from its Pod to be prepared.
+struct pod_ref {
+  std::string ns, name;
+  const json::value* spec = nullptr;  // the Pod's spec (volumes, serviceAccountName)
+};
+
+// A container made ready to start: the process's argv, env and working dir.
+struct launch {
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;
+  mount_table mounts;
+  std::string cwd;
+};
+
+// Starts the process in its own process group, stdout and stderr into `log_path` (appended to
+// when `append`, else truncated), stdin /dev/null. Returns 0 or the errno of the failure.
+int spawn(launch& l, const std::string& log_path, bool append, pid_t& pid) {
+  std::vector<std::string> envs;
+  envs.reserve(l.env.size());
+  for (const auto& [k, v] : l.env)
+    envs.push_back(k + "=" + v);
+  std::vector<char*> cargv, cenv;
+  for (auto& a : l.argv)
+    cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : envs)
+    cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  // The server's sockets and files are not the container's business.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawn_file_actions_addchdir_np(&fa, l.cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Its own process group, so a kill reaches what it starts; default signal handling and
+  // an empty mask, since `simulate` blocks SIGINT/SIGTERM in its threads.
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD, SIGQUIT})
+    sigaddset(&defaults, s);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawn(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return rc;
+}
+
+// What a process's wait status says, as a runtime reports it: the exit code (128 + signal
+// when killed) and the `state.terminated` object (exitCode, reason, signal, message from the
+// termination-log file, startedAt, finishedAt).
+struct exit_report {
+  int64_t code = -1;
+  json::object terminated;
+};
+
+exit_report report_exit(int wstatus, bool known, std::string& termination_log,
+                        const std::string& started_at) {
+  exit_report out;
+  json::object& t = out.terminated;
+  if (known && WIFEXITED(wstatus)) {
+    out.code = WEXITSTATUS(wstatus);
+  } else if (known && WIFSIGNALED(wstatus)) {
+    out.code = 128 + WTERMSIG(wstatus);
+    t.set("signal", int64_t{WTERMSIG(wstatus)});
+  }
+  t.set("exitCode", out.code);
+  t.set("reason", out.code == 0 ? "Completed" : "Error");
+  if (!termination_log.empty()) {
+    // As the kubelet: at most 4096 bytes of the file.
+    std::ifstream in(termination_log, std::ios::binary);
+    std::string msg(4096, '\0');
+    in.read(msg.data(), static_cast<std::streamsize>(msg.size()));
+    msg.resize(static_cast<size_t>(in.gcount()));
+    if (!msg.empty()) t.set("message", std::move(msg));
+    termination_log.clear();
+  }
+  t.set("startedAt", started_at);
+  t.set("finishedAt", rfc3339::now());
+  return out;
+}
+
+void signal_group(pid_t pid, int sig) {
+  if (::kill(-pid, sig) != 0) ::kill(pid, sig);
+}
+
 }  // namespace
 
 // One Job this kubelet runs. Pods run one at a time until `completions` succeeded or the
@@ -189,20 +302,101 @@ struct job_run {
   // The local file behind the container's terminationMessagePath: read into
   // state.terminated.message when the process exits.
   std::string termination_log;
+  std::string pod_uid;
+  json::value pod_spec;       // the current pod's spec (volumes, serviceAccountName)
+  bool pod_deleting = false;  // the pod got a deletionTimestamp: removed once the process ends
+
+  [[nodiscard]] pod_ref ref() const { return pod_ref{ns, pod, &pod_spec}; }
 };
 
+// A process whose pod or Job is gone (or going): SIGTERM was sent, SIGKILL follows at
+// kill_at; once it is reaped, its pod (if named) is deleted for good.
 struct dying_process {
   pid_t pid;
   steady::time_point kill_at;
   bool killed = false;
+  std::string ns, pod, pod_uid;
+};
+
+// --- bare Pods ---------------------------------------------------------------------------
+// A container of a bare Pod. Init containers run one after the other; an init container with
+// restartPolicy Always is a native sidecar (started, then the next one goes at once); the
+// regular containers start together once every init container is done.
+enum class role { init, sidecar, app };
+enum class cphase { waiting, running, terminated };
+
+struct container_run {
+  std::string name, image;
+  json::value spec;  // the container as the Pod spec gives it
+  role kind = role::app;
+  // Its image is neither rclone nor tidesync: no process. An app or sidecar placeholder is
+  // `running` until the Pod goes; an init placeholder completes at once.
+  bool placeholder = false;
+  cphase state = cphase::waiting;
+  std::string reason = "PodInitializing", message;  // state.waiting
+  pid_t pid = -1;
+  std::string container_id;  // simulate://PID of the last process
+  std::string started_at;    // state.running.startedAt
+  steady::time_point started_steady;
+  json::value terminated;                   // state.terminated, when terminated
+  json::value last_state = json::object{};  // lastState
+  int64_t restarts = 0;                     // restartCount
+  int64_t exit_code = 0;                    // of the last run
+  bool ever_started = false;
+  bool done = false;  // terminated (or waiting) for good: it is not started again
+  // While waiting: when to (re)start it (unset: now; max(): only a new spec would help).
+  std::optional<steady::time_point> retry_at;
+  std::chrono::milliseconds backoff{0};
+  std::string log_path, termination_log;
+  bool term_sent = false;  // SIGTERM sent (pod stopping)
+  uint64_t start_seq = 0;  // order of its last start: sidecars stop in reverse order
+
+  [[nodiscard]] bool alive() const { return pid > 0 || (placeholder && state == cphase::running); }
+};
+
+// A bare Pod (no Job owns it) this kubelet runs, from binding to its removal.
+struct pod_run {
+  std::string ns, name, uid;
+  json::value spec;
+  std::string restart_policy = "Always";
+  std::vector<container_run> inits, apps;
+  size_t next_init = 0;  // the init container to run next; inits.size(): initialised
+  std::string start_time, log_dir;
+  std::string reason, message;  // status.reason/message set by the kubelet (else the logs)
+  // Set once every regular container ended for good (or an init container failed with
+  // restartPolicy Never); the sidecars are then stopped and the phase becomes final_phase.
+  std::string final_phase;
+  bool finished = false;  // everything is down: final_phase is the phase
+  // Graceful deletion: the regular containers get SIGTERM, then the sidecars in reverse
+  // order; whatever is left at kill_at gets SIGKILL; then the Pod is deleted for good.
+  bool deleting = false;
+  steady::time_point delete_seen;
+  int64_t grace = 0;
+  std::optional<steady::time_point> kill_at;
+  bool killed = false;
+  std::map<std::string, std::pair<bool, std::string>> conditions;  // type → (status, since)
+  std::string written;  // the status last written (no write when nothing changed)
+
+  [[nodiscard]] pod_ref ref() const { return pod_ref{ns, name, &spec}; }
+  template <typename F>
+  void each(F&& f) {
+    for (auto& c : inits)
+      f(c);
+    for (auto& c : apps)
+      f(c);
+  }
 };
 
 struct kubelet::state {
   resource_type jobs, pods, secrets, configmaps;
-  std::unique_ptr<watch_stream> watch;
-  std::map<std::string, job_run> runs;  // Job uid → run
-  std::set<std::string> done;           // uids of Jobs that finished (nothing more to do)
-  std::vector<dying_process> dying;     // processes of deleted Jobs, being killed
+  std::unique_ptr<watch_stream> watch;      // Jobs
+  std::unique_ptr<watch_stream> pod_watch;  // Pods (bare ones are run, deletions finished)
+  std::map<std::string, job_run> runs;      // Job uid → run
+  std::set<std::string> done;               // uids of Jobs that finished (nothing more to do)
+  std::vector<dying_process> dying;         // processes of deleted Jobs/Pods, being killed
+  std::map<std::string, pod_run> pod_runs;  // bare Pod uid → run
+  std::set<std::string> pods_done;          // uids of bare Pods that ended (or were lost)
+  uint64_t start_seq = 0;
 
   store* st = nullptr;
   const kubelet_options* opt = nullptr;
@@ -418,6 +612,8 @@ struct kubelet::state {
                                    {"metadata", std::move(pod_meta)},
                                    {"spec", std::move(spec)},
                                    {"status", json::object{{"phase", "Pending"}}}};
+    r.pod_spec = pod.at("spec") != nullptr ? *pod.at("spec") : json::value(json::object{});
+    r.pod_deleting = false;
     auto created = st->create(pods, r.ns, std::move(pod));
     if (!created) {
       logger()->warn("job {}/{}: cannot create pod: {}", r.ns, r.name, created.error().message);
@@ -427,6 +623,7 @@ struct kubelet::state {
       r.next_attempt = steady::now() + std::chrono::seconds(1);
       return;
     }
+    r.pod_uid = (*created)->uid;
     r.log_path.clear();
     write_job_status(r);
     try_start_container(r);
@@ -436,11 +633,12 @@ struct kubelet::state {
   // the reason in its container's `waiting` state.
   void try_start_container(job_run& r) {
     const auto* c = first_container(r.spec);
-    std::vector<std::string> argv;
-    std::vector<std::pair<std::string, std::string>> env;
-    mount_table mounts;
-    std::string cwd;
-    auto w = prepare(r, c, argv, env, mounts, cwd);
+    launch l;
+    fs::path pod_dir = fs::path(opt->data_dir) / "pods" / r.ns / r.pod;
+    auto w =
+        c == nullptr
+            ? std::optional<waiting>(waiting{"InvalidPodSpec", "the pod template has no container"})
+            : prepare(r.ref(), *c, (pod_dir / "termination-log").string(), l, r.termination_log);
     if (w) {
       bool changed = !r.wait || r.wait->reason != w->reason || r.wait->message != w->message;
       r.wait = *w;
@@ -462,49 +660,12 @@ struct kubelet::state {
     fs::create_directories(log_dir, ec);
     r.log_path = (log_dir / (r.pod + ".log")).string();
 
-    std::vector<std::string> envs;
-    envs.reserve(env.size());
-    for (const auto& [k, v] : env)
-      envs.push_back(k + "=" + v);
-    std::vector<char*> cargv, cenv;
-    for (auto& a : argv)
-      cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (auto& e : envs)
-      cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, r.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    // The server's sockets and files are not the container's business.
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    // Its own process group, so a kill reaches what it starts; default signal handling and
-    // an empty mask, since `simulate` blocks SIGINT/SIGTERM in its threads.
-    sigset_t empty, defaults;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD, SIGQUIT})
-      sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    int rc = posix_spawn(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    int rc = spawn(l, r.log_path, false, pid);
     if (rc != 0) {
       // As a runtime that cannot exec: the container terminates with StartError, code 128.
       std::string now = rfc3339::now();
-      std::string msg = "cannot start " + argv[0] + ": " + std::strerror(rc);
+      std::string msg = "cannot start " + l.argv[0] + ": " + std::strerror(rc);
       logger()->warn("pod {}/{}: {}", r.ns, r.pod, msg);
       write_pod_status(r, "Failed",
                        json::object{{"terminated", json::object{{"exitCode", int64_t{128}},
@@ -520,19 +681,23 @@ struct kubelet::state {
     r.pid = pid;
     ++*running;
     r.container_started = rfc3339::now();
-    logger()->info("pod {}/{}: started {} (pid {}), logs in {}", r.ns, r.pod, argv[0], pid,
+    logger()->info("pod {}/{}: started {} (pid {}), logs in {}", r.ns, r.pod, l.argv[0], pid,
                    r.log_path);
     write_pod_status(r, "Running",
                      json::object{{"running", json::object{{"startedAt", r.container_started}}}});
     write_job_status(r);
   }
 
-  // Fills argv/env/mounts/cwd for the container, or says why it cannot start.
-  std::optional<waiting> prepare(job_run& r, const json::value* c, std::vector<std::string>& argv,
-                                 std::vector<std::pair<std::string, std::string>>& env,
-                                 mount_table& mounts, std::string& cwd) {
-    if (c == nullptr) return waiting{"InvalidPodSpec", "the pod template has no container"};
-    std::string image(c->get_string("image"));
+  // Fills `l` for container `c` of pod `p`, or says why it cannot start. `termination_file`
+  // is the local file behind the container's terminationMessagePath; `termination_log` is
+  // set to it when the container has one.
+  std::optional<waiting> prepare(const pod_ref& p, const json::value& c,
+                                 const std::string& termination_file, launch& l,
+                                 std::string& termination_log) {
+    auto& argv = l.argv;
+    auto& env = l.env;
+    auto& mounts = l.mounts;
+    std::string image(c.get_string("image"));
     entrypoint ep = image_entrypoint(image);
     if (ep == entrypoint::none)
       return waiting{"UnsupportedImage", "image \"" + image +
@@ -554,8 +719,8 @@ struct kubelet::state {
     // Env: base, then the container's, in order ($(VAR) sees earlier entries).
     for (const auto& [k, v] : opt->base_env)
       env.emplace_back(k, v);
-    fs::path pod_dir = fs::path(opt->data_dir) / "pods" / r.ns / r.pod;
-    env.emplace_back("HOSTNAME", r.pod);
+    fs::path pod_dir = fs::path(opt->data_dir) / "pods" / p.ns / p.name;
+    env.emplace_back("HOSTNAME", p.name);
     env.emplace_back("HOME", pod_dir.string());
     auto set_env = [&](const std::string& k, std::string v) {
       for (auto& kv : env)
@@ -565,16 +730,16 @@ struct kubelet::state {
         }
       env.emplace_back(k, std::move(v));
     };
-    if (auto w = resolve_env_from(r, *c, set_env)) return w;
-    if (auto w = resolve_env(r, *c, env, set_env)) return w;
+    if (auto w = resolve_env_from(p, c, set_env)) return w;
+    if (auto w = resolve_env(p, c, env, set_env)) return w;
 
     // Volumes.
     std::map<std::string, std::string> volume_paths;
-    if (const auto* vols = r.spec.at_path({"template", "spec", "volumes"});
+    if (const auto* vols = p.spec != nullptr ? p.spec->at("volumes") : nullptr;
         vols != nullptr && vols->is_array())
       for (const auto& v : vols->as_array())
-        if (auto w = resolve_volume(r, v, pod_dir, volume_paths)) return w;
-    if (const auto* vms = c->at("volumeMounts"); vms != nullptr && vms->is_array())
+        if (auto w = resolve_volume(p, v, pod_dir, volume_paths)) return w;
+    if (const auto* vms = c.at("volumeMounts"); vms != nullptr && vms->is_array())
       for (const auto& m : vms->as_array()) {
         std::string vname(m.get_string("name"));
         auto it = volume_paths.find(vname);
@@ -589,15 +754,16 @@ struct kubelet::state {
         if (!sub.empty()) host = (fs::path(host) / sub).string();
         mounts.emplace_back(mp, host);
       }
-    // terminationMessagePath (default /dev/termination-log) is a per-pod file, as the kubelet
-    // bind-mounts one; its content becomes state.terminated.message.
-    std::string tm_path(c->get_string("terminationMessagePath", "/dev/termination-log"));
+    // terminationMessagePath (default /dev/termination-log) is a per-container file, as the
+    // kubelet bind-mounts one; its content becomes state.terminated.message.
+    termination_log.clear();
+    std::string tm_path(c.get_string("terminationMessagePath", "/dev/termination-log"));
     if (!tm_path.empty() && tm_path.front() == '/') {
       std::error_code tec;
-      fs::create_directories(pod_dir, tec);
-      r.termination_log = (pod_dir / "termination-log").string();
-      fs::remove(r.termination_log, tec);
-      mounts.emplace_back(tm_path, r.termination_log);
+      fs::create_directories(fs::path(termination_file).parent_path(), tec);
+      termination_log = termination_file;
+      fs::remove(termination_log, tec);
+      mounts.emplace_back(tm_path, termination_log);
     }
     std::sort(mounts.begin(), mounts.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
@@ -606,10 +772,10 @@ struct kubelet::state {
 
     // argv: command replaces the image's entrypoint, args follow.
     std::vector<std::string> cmd, args;
-    if (const auto* a = c->at("command"); a != nullptr && a->is_array())
+    if (const auto* a = c.at("command"); a != nullptr && a->is_array())
       for (const auto& x : a->as_array())
         cmd.push_back(expand(x.is_string() ? x.as_string() : "", env));
-    if (const auto* a = c->at("args"); a != nullptr && a->is_array())
+    if (const auto* a = c.at("args"); a != nullptr && a->is_array())
       for (const auto& x : a->as_array())
         args.push_back(expand(x.is_string() ? x.as_string() : "", env));
     if (cmd.empty()) {
@@ -632,17 +798,17 @@ struct kubelet::state {
 
     std::error_code ec;
     fs::create_directories(pod_dir, ec);
-    std::string wd(c->get_string("workingDir"));
-    cwd = wd.empty() ? pod_dir.string() : map_path(wd, mounts);
-    fs::create_directories(cwd, ec);
+    std::string wd(c.get_string("workingDir"));
+    l.cwd = wd.empty() ? pod_dir.string() : map_path(wd, mounts);
+    fs::create_directories(l.cwd, ec);
     return std::nullopt;
   }
 
   // The data of a Secret (decoded) or ConfigMap; a missing object is an error message.
-  std::optional<std::map<std::string, std::string>> source_data(const job_run& r, bool secret,
+  std::optional<std::map<std::string, std::string>> source_data(const pod_ref& p, bool secret,
                                                                 const std::string& name,
                                                                 std::string& why) {
-    auto o = st->get(secret ? secrets : configmaps, r.ns, name);
+    auto o = st->get(secret ? secrets : configmaps, p.ns, name);
     if (!o) {
       why = std::string(secret ? "secret" : "configmap") + " \"" + name + "\" not found";
       return std::nullopt;
@@ -670,7 +836,7 @@ struct kubelet::state {
   }
 
   template <typename Set>
-  std::optional<waiting> resolve_env_from(const job_run& r, const json::value& c, Set& set_env) {
+  std::optional<waiting> resolve_env_from(const pod_ref& p, const json::value& c, Set& set_env) {
     const auto* ef = c.at("envFrom");
     if (ef == nullptr || !ef->is_array()) return std::nullopt;
     for (const auto& src : ef->as_array()) {
@@ -678,7 +844,7 @@ struct kubelet::state {
       const auto* ref = secret ? src.at("secretRef") : src.at("configMapRef");
       if (ref == nullptr) continue;
       std::string why;
-      auto data = source_data(r, secret, std::string(ref->get_string("name")), why);
+      auto data = source_data(p, secret, std::string(ref->get_string("name")), why);
       if (!data) {
         if (ref->get_bool("optional")) continue;
         return waiting{"CreateContainerConfigError", why};
@@ -691,7 +857,7 @@ struct kubelet::state {
   }
 
   template <typename Set>
-  std::optional<waiting> resolve_env(const job_run& r, const json::value& c,
+  std::optional<waiting> resolve_env(const pod_ref& p, const json::value& c,
                                      const std::vector<std::pair<std::string, std::string>>& env,
                                      Set& set_env) {
     const auto* ev = c.at("env");
@@ -710,14 +876,14 @@ struct kubelet::state {
         const auto* ref = secret ? sk : ck;
         std::string oname(ref->get_string("name")), key(ref->get_string("key"));
         std::string why;
-        auto data = source_data(r, secret, oname, why);
+        auto data = source_data(p, secret, oname, why);
         if (data) {
           auto it = data->find(key);
           if (it != data->end()) {
             set_env(name, it->second);
             continue;
           }
-          why = "couldn't find key " + key + " in " + (secret ? "Secret " : "ConfigMap ") + r.ns +
+          why = "couldn't find key " + key + " in " + (secret ? "Secret " : "ConfigMap ") + p.ns +
                 "/" + oname;
         }
         if (ref->get_bool("optional")) continue;
@@ -726,17 +892,16 @@ struct kubelet::state {
       if (const auto* fr = vf->at("fieldRef"); fr != nullptr) {
         std::string path(fr->get_string("fieldPath"));
         if (path == "metadata.name")
-          set_env(name, r.pod);
+          set_env(name, p.name);
         else if (path == "metadata.namespace")
-          set_env(name, r.ns);
+          set_env(name, p.ns);
         else if (path == "spec.nodeName")
           set_env(name, "tidesync-simulate");
         else if (path == "status.podIP" || path == "status.hostIP")
           set_env(name, "127.0.0.1");
         else if (path == "spec.serviceAccountName")
-          set_env(name, std::string(r.spec.at_path({"template", "spec"}) != nullptr
-                                        ? r.spec.at_path({"template", "spec"})
-                                              ->get_string("serviceAccountName", "default")
+          set_env(name, std::string(p.spec != nullptr
+                                        ? p.spec->get_string("serviceAccountName", "default")
                                         : "default"));
         else
           return waiting{"CreateContainerConfigError", "env " + name + ": fieldRef " + path +
@@ -751,7 +916,7 @@ struct kubelet::state {
     return std::nullopt;
   }
 
-  std::optional<waiting> resolve_volume(const job_run& r, const json::value& v,
+  std::optional<waiting> resolve_volume(const pod_ref& pod, const json::value& v,
                                         const fs::path& pod_dir,
                                         std::map<std::string, std::string>& out) {
     std::string name(v.get_string("name"));
@@ -767,7 +932,7 @@ struct kubelet::state {
       out[name] = p.string();
     } else if (const auto* pvc = v.at("persistentVolumeClaim"); pvc != nullptr) {
       fs::path p =
-          fs::path(opt->data_dir) / "volumes" / r.ns / std::string(pvc->get_string("claimName"));
+          fs::path(opt->data_dir) / "volumes" / pod.ns / std::string(pvc->get_string("claimName"));
       fs::create_directories(p, ec);
       out[name] = p.string();
     } else if (v.at("secret") != nullptr || v.at("configMap") != nullptr) {
@@ -775,7 +940,7 @@ struct kubelet::state {
       const auto* src = secret ? v.at("secret") : v.at("configMap");
       std::string oname(src->get_string(secret ? "secretName" : "name"));
       std::string why;
-      auto data = source_data(r, secret, oname, why);
+      auto data = source_data(pod, secret, oname, why);
       if (!data) {
         if (src->get_bool("optional"))
           data.emplace();
@@ -811,39 +976,18 @@ struct kubelet::state {
   }
 
   // --- processes -------------------------------------------------------------------------
-  static void signal_group(pid_t pid, int sig) {
-    if (::kill(-pid, sig) != 0) ::kill(pid, sig);
-  }
-
   void on_exit(job_run& r, int wstatus, bool known) {
-    std::string now = rfc3339::now();
-    int64_t code = -1;
-    json::object t;
-    if (known && WIFEXITED(wstatus)) {
-      code = WEXITSTATUS(wstatus);
-    } else if (known && WIFSIGNALED(wstatus)) {
-      code = 128 + WTERMSIG(wstatus);
-      t.set("signal", int64_t{WTERMSIG(wstatus)});
-    }
-    t.set("exitCode", code);
-    t.set("reason", code == 0 ? "Completed" : "Error");
-    if (!r.termination_log.empty()) {
-      // As the kubelet: at most 4096 bytes of the file.
-      std::ifstream in(r.termination_log, std::ios::binary);
-      std::string msg(4096, '\0');
-      in.read(msg.data(), static_cast<std::streamsize>(msg.size()));
-      msg.resize(static_cast<size_t>(in.gcount()));
-      if (!msg.empty()) t.set("message", std::move(msg));
-      r.termination_log.clear();
-    }
-    t.set("startedAt", r.container_started);
-    t.set("finishedAt", now);
+    auto rep = report_exit(wstatus, known, r.termination_log, r.container_started);
+    int64_t code = rep.code;
     bool ok = code == 0 && r.pod_reason.empty();
     logger()->info("pod {}/{}: exited with code {}", r.ns, r.pod, code);
-    write_pod_status(r, ok ? "Succeeded" : "Failed", json::object{{"terminated", std::move(t)}});
+    write_pod_status(r, ok ? "Succeeded" : "Failed",
+                     json::object{{"terminated", std::move(rep.terminated)}});
     r.pid = -1;
     --*running;
     r.kill_at.reset();
+    if (r.pod_deleting) remove_now(r.ns, r.pod, r.pod_uid);  // its deletion waited for this
+    r.pod_deleting = false;
     r.pod.clear();
     if (r.finished) return;  // the deadline ended the Job already
     if (ok)
@@ -851,6 +995,16 @@ struct kubelet::state {
     else
       ++r.failed;
     next_step(r);
+  }
+
+  // Deletes a pod for good (grace period 0): what a kubelet does once its containers are down.
+  void remove_now(const std::string& ns, const std::string& name, const std::string& uid) {
+    delete_options d;
+    d.grace_period_seconds = 0;
+    d.precondition_uid = uid;
+    auto r = st->remove(pods, ns, name, d);
+    if (!r && r.error().code != errc::not_found && r.error().code != errc::conflict)
+      logger()->warn("pod {}/{}: cannot delete: {}", ns, name, r.error().message);
   }
 
   // Kills the Job's process and ends the Job with DeadlineExceeded.
@@ -881,7 +1035,7 @@ struct kubelet::state {
     if (r.pid > 0) {
       logger()->info("job {}/{} deleted: killing pid {}", r.ns, r.name, r.pid);
       signal_group(r.pid, SIGTERM);
-      dying.push_back({r.pid, steady::now() + opt->kill_grace});
+      dying.push_back({r.pid, steady::now() + opt->kill_grace, false, r.ns, r.pod, r.pod_uid});
     }
     list_options lo;
     lo.label_selector = "controller-uid=" + uid;
@@ -920,11 +1074,19 @@ struct kubelet::state {
       runs.erase(uid);
       done.insert(uid);
     }
+    std::vector<std::string> over;
+    for (auto& [uid, p] : pod_runs)
+      if (!advance(p)) over.push_back(uid);
+    for (const auto& uid : over) {
+      pod_runs.erase(uid);
+      pods_done.insert(uid);
+    }
     for (auto it = dying.begin(); it != dying.end();) {
       int ws = 0;
       pid_t w = ::waitpid(it->pid, &ws, WNOHANG);
       if (w == it->pid || (w < 0 && errno == ECHILD)) {
         --*running;
+        if (!it->pod.empty()) remove_now(it->ns, it->pod, it->pod_uid);
         it = dying.erase(it);
         continue;
       }
@@ -943,6 +1105,10 @@ struct kubelet::state {
       if (r.pid > 0) pids.push_back(r.pid);
     for (auto& d : dying)
       pids.push_back(d.pid);
+    for (auto& [uid, p] : pod_runs)
+      for (auto* list : {&p.inits, &p.apps})
+        for (auto& c : *list)
+          if (c.pid > 0) pids.push_back(c.pid);
     for (pid_t p : pids)
       signal_group(p, SIGTERM);
     auto deadline = steady::now() + opt->kill_grace;
@@ -972,7 +1138,561 @@ struct kubelet::state {
     }
     for (auto& [uid, r] : runs)
       r.pid = -1;
+    for (auto& [uid, p] : pod_runs)
+      for (auto* list : {&p.inits, &p.apps})
+        for (auto& c : *list)
+          c.pid = -1;
     dying.clear();
+  }
+
+  // --- bare Pods -------------------------------------------------------------------------
+  // A Pod event. Bare Pods (no Job owner) with no node or this node are bound and run; a
+  // deletionTimestamp on a Pod of this node starts its graceful termination (or, when nothing
+  // of it runs, deletes it for good at once).
+  void observe_pod(const json::value& pod) {
+    const auto* meta = pod.at("metadata");
+    const auto* spec = pod.at("spec");
+    if (meta == nullptr || spec == nullptr) return;
+    std::string uid(meta->get_string("uid")), ns(meta->get_string("namespace")),
+        name(meta->get_string("name")), node(spec->get_string("nodeName"));
+    if (owned_by_job(pod)) {
+      if (node == k_node && has_deletion(pod)) job_pod_deleted(pod);
+      return;
+    }
+    if (auto it = pod_runs.find(uid); it != pod_runs.end()) {
+      if (has_deletion(pod))
+        begin_deletion(it->second, meta->get_int("deletionGracePeriodSeconds"));
+      return;
+    }
+    if (!node.empty() && node != k_node) return;  // another node's Pod
+    if (has_deletion(pod)) {
+      // Nothing of it runs here (it ended, or an earlier run of the simulation ran it).
+      if (node == k_node) remove_now(ns, name, uid);
+      return;
+    }
+    if (pods_done.count(uid) != 0) return;
+    const auto* status = pod.at("status");
+    std::string phase(status != nullptr ? status->get_string("phase") : "");
+    if (phase == "Succeeded" || phase == "Failed") {
+      pods_done.insert(uid);
+      return;
+    }
+    json::value bound = pod;
+    if (node.empty()) {
+      // As the scheduler: bind it to this node (the resourceVersion guards against a stale
+      // event; a conflict means a newer event follows).
+      bound["spec"]["nodeName"] = k_node;
+      auto r = st->update(pods, ns, name, bound);
+      if (!r) {
+        if (r.error().code != errc::conflict && r.error().code != errc::not_found)
+          logger()->warn("pod {}/{}: cannot bind: {}", ns, name, r.error().message);
+        return;
+      }
+      bound = (*r)->obj;
+    } else if (status != nullptr && !status->get_string("startTime").empty()) {
+      // It ran under an earlier run of the simulation: its processes are gone. As after a
+      // node restart, restartPolicy Never fails it, otherwise it starts again from its init
+      // containers.
+      if (spec->get_string("restartPolicy", "Always") == "Never") {
+        json::value s = *status;
+        s["phase"] = "Failed";
+        s["reason"] = "ProcessLost";
+        s["message"] = "the simulation stopped while this pod ran";
+        write_status(pods, ns, name, s);
+        pods_done.insert(uid);
+        return;
+      }
+    }
+    take_pod(bound);
+  }
+
+  void take_pod(const json::value& pod) {
+    const auto* meta = pod.at("metadata");
+    pod_run p;
+    p.ns = std::string(meta->get_string("namespace"));
+    p.name = std::string(meta->get_string("name"));
+    p.uid = std::string(meta->get_string("uid"));
+    p.spec = *pod.at("spec");
+    p.restart_policy = std::string(p.spec.get_string("restartPolicy", "Always"));
+    p.start_time = rfc3339::now();
+    p.log_dir = (fs::path(opt->data_dir) / "logs" / p.ns / p.name).string();
+    std::error_code ec;
+    fs::create_directories(p.log_dir, ec);
+    auto add = [&](const json::value* list, bool init) {
+      if (list == nullptr || !list->is_array()) return;
+      for (const auto& c : list->as_array()) {
+        container_run cr;
+        cr.name = std::string(c.get_string("name"));
+        cr.image = std::string(c.get_string("image"));
+        cr.spec = c;
+        cr.kind = !init                                       ? role::app
+                  : c.get_string("restartPolicy") == "Always" ? role::sidecar
+                                                              : role::init;
+        cr.placeholder = image_entrypoint(cr.image) == entrypoint::none;
+        cr.log_path = (fs::path(p.log_dir) / (cr.name + ".log")).string();
+        (init ? p.inits : p.apps).push_back(std::move(cr));
+      }
+    };
+    add(p.spec.at("initContainers"), true);
+    add(p.spec.at("containers"), false);
+    if (p.apps.empty()) {
+      p.final_phase = "Failed";
+      p.reason = "InvalidPodSpec";
+      p.message = "the pod has no containers";
+    }
+    logger()->info("pod {}/{}: taken ({} init containers, {} containers), logs in {}", p.ns, p.name,
+                   p.inits.size(), p.apps.size(), p.log_dir);
+    auto [it, inserted] = pod_runs.emplace(p.uid, std::move(p));
+    if (inserted && !advance(it->second)) {
+      pods_done.insert(it->first);
+      pod_runs.erase(it);
+    }
+  }
+
+  // The Pod was deleted (at once: no graceful deletion, or it was forced) while it ran: its
+  // processes are killed in the background.
+  void pod_gone(const std::string& uid) {
+    pods_done.erase(uid);
+    auto it = pod_runs.find(uid);
+    if (it == pod_runs.end()) return;
+    auto now = steady::now();
+    it->second.each([&](container_run& c) {
+      if (c.pid <= 0) return;
+      signal_group(c.pid, SIGTERM);
+      dying.push_back({c.pid, now + opt->kill_grace, false, "", "", ""});
+    });
+    logger()->info("pod {}/{}: deleted", it->second.ns, it->second.name);
+    pod_runs.erase(it);
+  }
+
+  void begin_deletion(pod_run& p, int64_t grace) {
+    auto now = steady::now();
+    grace = std::max<int64_t>(0, grace);
+    if (!p.deleting) {
+      p.deleting = true;
+      p.delete_seen = now;
+      p.grace = grace;
+      auto at = now + std::chrono::seconds(grace);
+      p.kill_at = p.kill_at ? std::min(*p.kill_at, at) : at;
+      logger()->info("pod {}/{}: deleted, stopping its containers (grace period {} s)", p.ns,
+                     p.name, grace);
+    } else if (grace < p.grace) {  // a second delete shortened the grace period
+      p.grace = grace;
+      p.kill_at = std::min(*p.kill_at, p.delete_seen + std::chrono::seconds(grace));
+    }
+  }
+
+  // A Job's pod got a deletionTimestamp. The Job's own deletion (cascade, or the Job
+  // controller's cleanup) kills the process as before; a pod deleted on its own gets SIGTERM
+  // and counts as a failure once it exits. Either way it is deleted for good when no process
+  // of it is left.
+  void job_pod_deleted(const json::value& pod) {
+    const auto* meta = pod.at("metadata");
+    std::string ns(meta->get_string("namespace")), name(meta->get_string("name")),
+        uid(meta->get_string("uid"));
+    int64_t grace = std::max<int64_t>(0, meta->get_int("deletionGracePeriodSeconds"));
+    for (auto& [juid, r] : runs) {
+      if (r.ns != ns || r.pod != name || r.pid <= 0) continue;
+      auto job = st->get(jobs, r.ns, r.name);
+      if (!job || (*job)->uid != r.uid || has_deletion((*job)->obj)) {
+        forget(std::string(juid));  // the Job goes: as a Job deletion
+        return;
+      }
+      auto at = steady::now() + std::chrono::seconds(grace);
+      if (!r.pod_deleting) {
+        logger()->info("pod {}/{}: deleted, stopping pid {}", ns, name, r.pid);
+        signal_group(r.pid, SIGTERM);
+        r.pod_deleting = true;
+      }
+      if (!r.kill_at || at < *r.kill_at) r.kill_at = at;
+      return;
+    }
+    for (const auto& d : dying)
+      if (d.ns == ns && d.pod == name) return;  // deleted for good once the process is reaped
+    remove_now(ns, name, uid);
+  }
+
+  static bool due(const container_run& c, steady::time_point now) {
+    return c.state == cphase::waiting && !c.done && (!c.retry_at || now >= *c.retry_at);
+  }
+
+  // One step of a Pod's life: reap exits, start what is due, stop what must stop, write the
+  // status. False when the run is over (the Pod finished, or was deleted for good).
+  bool advance(pod_run& p) {
+    auto now = steady::now();
+    p.each([&](container_run& c) { reap(p, c); });
+    if (p.kill_at && now >= *p.kill_at && !p.killed) {
+      p.killed = true;
+      p.each([&](container_run& c) {
+        if (c.pid > 0) {
+          logger()->info("pod {}/{}: container {} still runs after the grace period: SIGKILL", p.ns,
+                         p.name, c.name);
+          signal_group(c.pid, SIGKILL);
+        }
+      });
+    }
+    if (p.deleting) return terminate_step(p, now);
+    if (p.final_phase.empty()) {
+      run_inits(p, now);
+      // Native sidecars that exited are restarted (their restartPolicy is Always).
+      for (size_t i = 0; i < p.next_init && i < p.inits.size(); ++i)
+        if (p.inits[i].kind == role::sidecar && due(p.inits[i], now)) start(p, p.inits[i]);
+      if (p.final_phase.empty() && p.next_init >= p.inits.size()) {
+        for (auto& c : p.apps)
+          if (due(c, now)) start(p, c);
+        bool all_done = std::all_of(p.apps.begin(), p.apps.end(), [](const container_run& c) {
+          return c.done && c.state == cphase::terminated;
+        });
+        if (all_done) {
+          bool ok = std::all_of(p.apps.begin(), p.apps.end(),
+                                [](const container_run& c) { return c.exit_code == 0; });
+          p.final_phase = ok ? "Succeeded" : "Failed";
+        }
+      }
+    }
+    if (!p.final_phase.empty()) {
+      // Nothing regular runs any more: the sidecars stop (reverse order), then it is over.
+      if (!stop_sidecars(p, now)) {
+        publish(p);
+        return true;
+      }
+      p.finished = true;
+      logger()->info("pod {}/{}: {}", p.ns, p.name, p.final_phase);
+      publish(p);
+      return false;
+    }
+    publish(p);
+    return true;
+  }
+
+  void run_inits(pod_run& p, steady::time_point now) {
+    while (p.next_init < p.inits.size() && p.final_phase.empty()) {
+      auto& c = p.inits[p.next_init];
+      if (due(c, now)) start(p, c);
+      if (c.kind == role::sidecar) {
+        if (c.state != cphase::running) return;  // cannot start yet
+        ++p.next_init;                           // started: the next one goes at once
+        continue;
+      }
+      if (c.state == cphase::terminated && c.done && c.exit_code == 0) {
+        ++p.next_init;
+        continue;
+      }
+      return;  // running, backing off, or failed for good
+    }
+  }
+
+  // Stops the sidecars one at a time, last started first; true once none is left.
+  bool stop_sidecars(pod_run& p, steady::time_point now) {
+    if (!p.kill_at) {
+      int64_t grace = std::max<int64_t>(0, p.spec.get_int("terminationGracePeriodSeconds", 30));
+      p.kill_at = now + std::chrono::seconds(grace);
+    }
+    for (auto& c : p.inits)
+      if (c.kind == role::sidecar && c.state == cphase::waiting) c.done = true;
+    for (;;) {
+      container_run* last = nullptr;
+      for (auto& c : p.inits)
+        if (c.kind == role::sidecar && c.alive() &&
+            (last == nullptr || c.start_seq > last->start_seq))
+          last = &c;
+      if (last == nullptr) return true;
+      if (last->placeholder) {
+        end_placeholder(p, *last);
+        continue;
+      }
+      if (!last->term_sent) {
+        logger()->info("pod {}/{}: stopping sidecar {} (pid {})", p.ns, p.name, last->name,
+                       last->pid);
+        signal_group(last->pid, SIGTERM);
+        last->term_sent = true;
+      }
+      return false;
+    }
+  }
+
+  // Graceful deletion: regular containers first, then the sidecars; then the Pod goes.
+  bool terminate_step(pod_run& p, steady::time_point now) {
+    bool regular_alive = false;
+    p.each([&](container_run& c) {
+      if (c.state == cphase::waiting) c.done = true;  // nothing starts any more
+      if (c.kind == role::sidecar || !c.alive()) return;
+      if (c.placeholder) {
+        end_placeholder(p, c);
+        return;
+      }
+      if (!c.term_sent) {
+        logger()->info("pod {}/{}: stopping container {} (pid {})", p.ns, p.name, c.name, c.pid);
+        signal_group(c.pid, SIGTERM);
+        c.term_sent = true;
+      }
+      regular_alive = true;
+    });
+    if (regular_alive || !stop_sidecars(p, now)) {
+      publish(p);
+      return true;
+    }
+    if (p.final_phase.empty()) {
+      bool ok = std::all_of(p.apps.begin(), p.apps.end(), [](const container_run& c) {
+        return c.state == cphase::terminated && c.exit_code == 0;
+      });
+      p.final_phase = ok ? "Succeeded" : "Failed";
+    }
+    p.finished = true;
+    publish(p);
+    logger()->info("pod {}/{}: containers stopped, deleting it", p.ns, p.name);
+    remove_now(p.ns, p.name, p.uid);
+    return false;
+  }
+
+  // A placeholder container (imaginary app) stops: it exits 0 at once.
+  void end_placeholder(pod_run& p, container_run& c) {
+    (void)p;
+    std::string now = rfc3339::now();
+    c.state = cphase::terminated;
+    c.exit_code = 0;
+    c.done = true;
+    c.terminated =
+        json::object{{"exitCode", int64_t{0}},
+                     {"reason", "Completed"},
+                     {"message", "placeholder: image " + c.image + " is not run by the simulation"},
+                     {"startedAt", c.started_at.empty() ? now : c.started_at},
+                     {"finishedAt", now}};
+  }
+
+  // Starts a container (or records why it cannot start yet).
+  void start(pod_run& p, container_run& c) {
+    auto now = steady::now();
+    std::string stamp = rfc3339::now();
+    c.term_sent = false;
+    c.start_seq = ++start_seq;
+    if (c.placeholder) {
+      if (c.ever_started) ++c.restarts;
+      c.ever_started = true;
+      c.retry_at.reset();
+      c.started_at = stamp;
+      c.started_steady = now;
+      if (c.kind == role::init) {
+        end_placeholder(p, c);  // an imaginary init container succeeds at once
+        return;
+      }
+      c.state = cphase::running;
+      logger()->info("pod {}/{}: container {} is a placeholder (image {} is not run)", p.ns, p.name,
+                     c.name, c.image);
+      return;
+    }
+    launch l;
+    fs::path tl = fs::path(opt->data_dir) / "pods" / p.ns / p.name / "termination-logs" / c.name;
+    if (auto w = prepare(p.ref(), c.spec, tl.string(), l, c.termination_log)) {
+      if (c.reason != w->reason || c.message != w->message)
+        logger()->info("pod {}/{}: container {}: {}: {}", p.ns, p.name, c.name, w->reason,
+                       w->message);
+      c.state = cphase::waiting;
+      c.reason = w->reason;
+      c.message = w->message;
+      // A missing Secret/ConfigMap may appear: retried every second, as a kubelet does.
+      c.retry_at = w->reason == "CreateContainerConfigError" ? now + std::chrono::seconds(1)
+                                                             : steady::time_point::max();
+      return;
+    }
+    if (c.ever_started) ++c.restarts;
+    bool append = c.ever_started;  // a restart appends to the log, as `kubectl logs -p` keeps it
+    c.ever_started = true;
+    c.retry_at.reset();
+    c.started_at = stamp;
+    c.started_steady = now;
+    pid_t pid = -1;
+    int rc = spawn(l, c.log_path, append, pid);
+    if (rc != 0) {
+      std::string msg = "cannot start " + l.argv[0] + ": " + std::strerror(rc);
+      logger()->warn("pod {}/{}: container {}: {}", p.ns, p.name, c.name, msg);
+      c.terminated = json::object{{"exitCode", int64_t{128}},
+                                  {"reason", "StartError"},
+                                  {"message", msg},
+                                  {"startedAt", stamp},
+                                  {"finishedAt", stamp}};
+      c.exit_code = 128;
+      c.state = cphase::terminated;
+      after_exit(p, c);
+      return;
+    }
+    c.pid = pid;
+    c.container_id = "simulate://" + std::to_string(pid);
+    c.state = cphase::running;
+    ++*running;
+    logger()->info("pod {}/{}: started container {}: {} (pid {})", p.ns, p.name, c.name, l.argv[0],
+                   pid);
+  }
+
+  void reap(pod_run& p, container_run& c) {
+    if (c.pid <= 0) return;
+    int ws = 0;
+    pid_t w = ::waitpid(c.pid, &ws, WNOHANG);
+    if (w != c.pid && !(w < 0 && errno == ECHILD)) return;
+    auto rep = report_exit(ws, w == c.pid, c.termination_log, c.started_at);
+    logger()->info("pod {}/{}: container {} exited with code {}", p.ns, p.name, c.name, rep.code);
+    c.pid = -1;
+    --*running;
+    c.exit_code = rep.code;
+    c.terminated = json::value(std::move(rep.terminated));
+    c.state = cphase::terminated;
+    after_exit(p, c);
+  }
+
+  // A container ended: restart it (after a back-off) or leave it terminated for good.
+  void after_exit(pod_run& p, container_run& c) {
+    if (p.deleting || !p.final_phase.empty()) {
+      c.done = true;
+      return;
+    }
+    bool restart = false;
+    switch (c.kind) {
+      case role::init:
+        if (c.exit_code == 0) break;
+        restart = p.restart_policy != "Never";
+        if (!restart) {
+          logger()->info("pod {}/{}: init container {} failed (restartPolicy Never)", p.ns, p.name,
+                         c.name);
+          p.final_phase = "Failed";
+        }
+        break;
+      case role::sidecar:
+        restart = true;
+        break;
+      case role::app:
+        restart =
+            p.restart_policy == "Always" || (p.restart_policy == "OnFailure" && c.exit_code != 0);
+        break;
+    }
+    if (!restart) {
+      c.done = true;
+      return;
+    }
+    // As the kubelet's CrashLoopBackOff: the delay doubles up to a cap, and starts over once
+    // the container ran for longer than the cap.
+    auto now = steady::now();
+    if (c.backoff.count() == 0 || now - c.started_steady >= opt->max_restart_backoff)
+      c.backoff = opt->restart_backoff;
+    else
+      c.backoff = std::min(c.backoff * 2, opt->max_restart_backoff);
+    c.last_state = json::object{{"terminated", c.terminated}};
+    c.state = cphase::waiting;
+    c.reason = "CrashLoopBackOff";
+    c.message = "back-off " + std::to_string(c.backoff.count()) +
+                "ms restarting failed container=" + c.name + " pod=" + p.name + "_" + p.ns + "(" +
+                p.uid + ")";
+    c.retry_at = now + c.backoff;
+  }
+
+  json::value container_status(const container_run& c) {
+    json::object state;
+    switch (c.state) {
+      case cphase::waiting: {
+        json::object w{{"reason", c.reason}};
+        if (!c.message.empty()) w.set("message", c.message);
+        state.set("waiting", std::move(w));
+        break;
+      }
+      case cphase::running:
+        state.set("running", json::object{{"startedAt", c.started_at}});
+        break;
+      case cphase::terminated:
+        state.set("terminated", c.terminated);
+        break;
+    }
+    bool running_now = c.state == cphase::running;
+    // Probes are not run: a running container is ready; a regular init container is ready
+    // once it completed.
+    bool ready =
+        c.kind == role::init ? c.state == cphase::terminated && c.exit_code == 0 : running_now;
+    json::object s{{"name", c.name}, {"state", std::move(state)},  {"lastState", c.last_state},
+                   {"ready", ready}, {"restartCount", c.restarts}, {"image", c.image},
+                   {"imageID", ""},  {"started", running_now}};
+    if (!c.container_id.empty()) s.set("containerID", c.container_id);
+    return json::value(std::move(s));
+  }
+
+  // Writes the Pod's status as a kubelet would, when it changed.
+  void publish(pod_run& p) {
+    bool initialised = p.next_init >= p.inits.size();
+    bool any_started = std::any_of(p.apps.begin(), p.apps.end(),
+                                   [](const container_run& c) { return c.ever_started; });
+    std::string phase = p.finished                   ? p.final_phase
+                        : initialised && any_started ? "Running"
+                                                     : "Pending";
+    bool terminal = phase == "Succeeded" || phase == "Failed";
+    bool apps_ready = std::all_of(p.apps.begin(), p.apps.end(), [](const container_run& c) {
+      return c.state == cphase::running;
+    });
+    bool sidecars_ready = std::all_of(p.inits.begin(), p.inits.end(), [](const container_run& c) {
+      return c.kind != role::sidecar || c.state == cphase::running;
+    });
+    auto cond = [&](const char* type, bool ok, const char* reason, const std::string& message) {
+      auto& [was, since] = p.conditions[type];
+      if (since.empty() || was != ok) {
+        was = ok;
+        since = rfc3339::now();
+      }
+      json::object c{{"type", type},
+                     {"status", ok ? "True" : "False"},
+                     {"lastProbeTime", nullptr},
+                     {"lastTransitionTime", since}};
+      if (!ok && reason != nullptr) c.set("reason", reason);
+      if (!ok && !message.empty()) c.set("message", message);
+      return json::value(std::move(c));
+    };
+    std::string unready;
+    for (const auto& c : p.apps)
+      if (c.state != cphase::running) unready += (unready.empty() ? "" : " ") + c.name;
+    std::string not_ready_msg = "containers with unready status: [" + unready + "]";
+    const char* not_ready = terminal ? "PodCompleted" : "ContainersNotReady";
+    std::string incomplete;
+    for (size_t i = p.next_init; i < p.inits.size(); ++i)
+      incomplete += (incomplete.empty() ? "" : " ") + p.inits[i].name;
+    json::array conds{
+        cond("Initialized", initialised, "ContainersNotInitialized",
+             "containers with incomplete status: [" + incomplete + "]"),
+        cond("Ready", apps_ready && sidecars_ready && !terminal, not_ready,
+             terminal ? "" : not_ready_msg),
+        cond("ContainersReady", apps_ready && !terminal, not_ready, terminal ? "" : not_ready_msg),
+        cond("PodScheduled", true, nullptr, "")};
+    json::object s{
+        {"phase", phase},           {"conditions", std::move(conds)},
+        {"hostIP", "127.0.0.1"},    {"hostIPs", json::array{json::object{{"ip", "127.0.0.1"}}}},
+        {"podIP", "127.0.0.1"},     {"podIPs", json::array{json::object{{"ip", "127.0.0.1"}}}},
+        {"startTime", p.start_time}};
+    if (!p.inits.empty()) {
+      json::array is;
+      for (const auto& c : p.inits)
+        is.push_back(container_status(c));
+      s.set("initContainerStatuses", std::move(is));
+    }
+    json::array cs;
+    for (const auto& c : p.apps)
+      cs.push_back(container_status(c));
+    s.set("containerStatuses", std::move(cs));
+    s.set("qosClass", "BestEffort");
+    if (!p.reason.empty()) s.set("reason", p.reason);
+    s.set("message", !p.message.empty() ? p.message : "logs: " + p.log_dir + "/<container>.log");
+    json::value status(std::move(s));
+    std::string text = json::dump(status);
+    if (text == p.written) return;
+    if (write_status(pods, p.ns, p.name, status)) p.written = std::move(text);
+  }
+
+  // Pods of this node left with a deletionTimestamp: nothing of them runs any more (stop(),
+  // or an earlier run that ended mid-deletion), so they are deleted for good.
+  void finish_terminating_pods() {
+    list_options lo;
+    lo.field_selector = std::string("spec.nodeName=") + k_node;
+    auto l = st->list(pods, "", lo);
+    if (!l) return;
+    for (const auto& o : l->items)
+      if (has_deletion(o->obj)) {
+        const auto* m = o->obj.at("metadata");
+        remove_now(std::string(m->get_string("namespace")), std::string(m->get_string("name")),
+                   o->uid);
+      }
   }
 
   // --- the Job watch ---------------------------------------------------------------------
@@ -1003,7 +1723,56 @@ struct kubelet::state {
       return false;
     }
     watch = std::move(*w);
+    return relist_pods();
+  }
+
+  // Lists every Pod (bare ones to run, deletions to finish) and watches from there.
+  bool relist_pods() {
+    pod_watch.reset();
+    auto l = st->list(pods, "", {});
+    if (!l) {
+      logger()->warn("list pods: {}", l.error().message);
+      return false;
+    }
+    std::set<std::string> seen;
+    for (const auto& o : l->items) {
+      seen.insert(o->uid);
+      observe_pod(o->obj);
+    }
+    std::vector<std::string> gone;
+    for (const auto& [uid, p] : pod_runs)
+      if (seen.count(uid) == 0) gone.push_back(uid);
+    for (const auto& uid : gone)
+      pod_gone(uid);
+    for (auto it = pods_done.begin(); it != pods_done.end();)
+      it = seen.count(*it) == 0 ? pods_done.erase(it) : std::next(it);
+    watch_options wo;
+    wo.resource_version = l->resource_version;
+    auto w = st->watch(pods, "", wo);
+    if (!w) {
+      logger()->warn("watch pods: {}", w.error().message);
+      return false;
+    }
+    pod_watch = std::move(*w);
     return true;
+  }
+
+  void handle_pod_line(const std::string& line) {
+    auto ev = json::parse(line);
+    if (!ev) return;
+    std::string type(ev->get_string("type"));
+    const auto* obj = ev->at("object");
+    if (obj == nullptr) return;
+    if (type == "ERROR") {  // 410 Expired: relist
+      pod_watch.reset();
+      return;
+    }
+    if (type == "DELETED") {
+      const auto* meta = obj->at("metadata");
+      if (meta != nullptr) pod_gone(std::string(meta->get_string("uid")));
+      return;
+    }
+    if (type == "ADDED" || type == "MODIFIED") observe_pod(*obj);
   }
 
   void handle_line(const std::string& line) {
@@ -1068,7 +1837,13 @@ expected<void> kubelet::start() {
   if (ec)
     return make_error(errc::io_error,
                       "kubelet: cannot create " + options_.data_dir + ": " + ec.message());
-  if (!s.relist()) return make_error(errc::internal, "kubelet: cannot list or watch jobs");
+  // Registered before the first list: from now on deleting a Pod of this node is graceful
+  // and this kubelet finishes it (store::register_node).
+  store_.register_node(k_node);
+  if (!s.relist()) {
+    store_.unregister_node(k_node);
+    return make_error(errc::internal, "kubelet: cannot list or watch jobs and pods");
+  }
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
   return {};
@@ -1077,21 +1852,40 @@ expected<void> kubelet::start() {
 void kubelet::run() {
   auto& s = *state_;
   while (!stopping_) {
-    if (!s.watch && !s.relist()) {
+    if ((!s.watch || !s.pod_watch) && !s.relist()) {
       s.tick();
       std::this_thread::sleep_for(options_.tick);  // the store failed: retry shortly
       continue;
     }
+    // Waits on the Job watch (any change to the store wakes it up to `tick` later at most),
+    // then takes whatever Pod events are there.
     auto lines = s.watch->next(options_.tick);
     for (const auto& l : lines) {
       if (!s.watch) break;
       s.handle_line(l);
     }
+    if (s.pod_watch) {
+      auto pod_lines = s.pod_watch->next(std::chrono::milliseconds(0));
+      for (const auto& l : pod_lines) {
+        if (!s.pod_watch) break;
+        s.handle_pod_line(l);
+      }
+    }
     if (s.watch && s.watch->closed()) s.watch.reset();
+    if (s.pod_watch && s.pod_watch->closed()) s.pod_watch.reset();
+    if (!s.watch || !s.pod_watch) {
+      s.watch.reset();
+      s.pod_watch.reset();
+    }
     s.tick();
   }
+  // New deletions are immediate from here on; the processes are killed and the pods that
+  // were being deleted are deleted for good (nobody else would).
+  store_.unregister_node(k_node);
   s.watch.reset();
+  s.pod_watch.reset();
   s.kill_all();
+  s.finish_terminating_pods();
 }
 
 void kubelet::stop() {

@@ -1,15 +1,27 @@
 // A simulated kubelet and Job controller for `tidesync simulate`.
 //
-// It watches batch/v1 Jobs in the embedded store and, for a Job whose pod template runs an
-// rclone or tidesync image, creates the Pod a real Job controller would create and runs its
-// first container as a local process (the local `rclone` binary or the tidesync binary).
-// Env comes from literal values, Secrets, ConfigMaps and the Downward API; volumes map to
-// local folders; Pod and Job status are written as a kubelet and the Job controller would
-// (phases, containerStatuses, active/succeeded/failed, Complete/Failed conditions,
-// backoffLimit, activeDeadlineSeconds). docs/kubelet.md has the rules and the limits.
+// Jobs: it watches batch/v1 Jobs in the embedded store and, for a Job whose pod template runs
+// an rclone or tidesync image, creates the Pod a real Job controller would create and runs its
+// first container as a local process (the local `rclone` binary or the tidesync binary). Pod
+// and Job status are written as a kubelet and the Job controller would (phases,
+// containerStatuses, active/succeeded/failed, Complete/Failed conditions, backoffLimit,
+// activeDeadlineSeconds).
 //
-// One thread does everything: it reads the Job watch, reaps exited processes and enforces
-// deadlines. Processes write straight into their log file (no pump threads).
+// Bare Pods (no Job owns them) with no node or node `tidesync-simulate` are bound to that node
+// and run as a kubelet runs them: init containers in order, native sidecars (init containers
+// with restartPolicy Always), then every regular container; restarts per restartPolicy;
+// initContainerStatuses/containerStatuses. A container whose image is neither rclone nor
+// tidesync is a placeholder: no process, `running` until the Pod goes (the app is imaginary).
+//
+// It registers its node with the store, so deleting one of its Pods is graceful (store.hpp,
+// register_node): regular containers get SIGTERM, then the sidecars in reverse order, SIGKILL
+// at the end of the grace period, then the Pod is deleted for good.
+//
+// Env comes from literal values, Secrets, ConfigMaps and the Downward API; volumes map to
+// local folders. docs/kubelet.md has the rules and the limits.
+//
+// One thread does everything: it reads the Job and Pod watches, reaps exited processes and
+// enforces deadlines. Processes write straight into their log file (no pump threads).
 #pragma once
 
 #include <atomic>
@@ -36,8 +48,14 @@ struct kubelet_options {
   // container does not inherit the node's environment, so by default only PATH is passed.
   std::map<std::string, std::string> base_env;
   bool inherit_path = true;  // add this process's PATH to base_env when it has none
-  // SIGTERM → SIGKILL grace when a process is killed (Job deleted, deadline, stop()).
+  // SIGTERM → SIGKILL grace when a process is killed (Job deleted, deadline, a Pod deleted
+  // without grace period, stop()). A Pod's graceful deletion uses its own grace period.
   std::chrono::milliseconds kill_grace{std::chrono::seconds(2)};
+  // Bare Pods: the delay before a container that exited is started again (restartPolicy, a
+  // failed init container, a native sidecar); it doubles with each restart up to
+  // max_restart_backoff and starts over after a run longer than that.
+  std::chrono::milliseconds restart_backoff{std::chrono::seconds(1)};
+  std::chrono::milliseconds max_restart_backoff{std::chrono::seconds(30)};
   // How often the control loop wakes when nothing happens (process exits are seen this late
   // at most); also the retry interval of Pods waiting on a missing Secret or ConfigMap.
   std::chrono::milliseconds tick{std::chrono::milliseconds(50)};
@@ -50,11 +68,14 @@ class kubelet {
   kubelet(const kubelet&) = delete;
   kubelet& operator=(const kubelet&) = delete;
 
-  // Lists the Jobs, takes over the unfinished ones and starts the control thread. Pods left
-  // Pending/Running by an earlier run (whose processes are gone) are marked Failed.
+  // Registers node `tidesync-simulate` with the store, lists the Jobs and Pods, takes over the
+  // unfinished ones and starts the control thread. Job pods left Pending/Running by an earlier
+  // run (whose processes are gone) are marked Failed; bare Pods are run again (restartPolicy
+  // Never: Failed); Pods left being deleted are deleted for good.
   expected<void> start();
-  // Kills every running process (SIGTERM, then SIGKILL after kill_grace), reaps them and
-  // joins the thread. Pod/Job status is left as it was. Idempotent.
+  // Unregisters the node (deletions are immediate again), kills every running process
+  // (SIGTERM, then SIGKILL after kill_grace), reaps them, deletes for good the Pods that were
+  // being deleted and joins the thread. Other Pod/Job status is left as it was. Idempotent.
   void stop();
 
   // Processes currently running (tests and metrics).

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <ctime>
 #include <thread>
 
@@ -753,6 +754,17 @@ struct server::impl {
 
   bool delete_options_from(const httplib::Request& req, httplib::Response& res, delete_options& d) {
     d.propagation_policy = req.get_param_value("propagationPolicy");
+    if (req.has_param("gracePeriodSeconds")) {
+      const std::string g = req.get_param_value("gracePeriodSeconds");
+      char* end = nullptr;
+      long long v = std::strtoll(g.c_str(), &end, 10);
+      if (g.empty() || *end != '\0') {
+        send_error(
+            res, http_error(400, "BadRequest", "gracePeriodSeconds: invalid value \"" + g + "\""));
+        return false;
+      }
+      d.grace_period_seconds = v;
+    }
     if (!req.body.empty()) {
       auto doc = json::parse(req.body);
       if (!doc || !doc->is_object()) {
@@ -765,6 +777,14 @@ struct server::impl {
       if (const auto* pre = doc->at("preconditions")) {
         d.precondition_uid = std::string(pre->get_string("uid"));
         d.precondition_rv = std::string(pre->get_string("resourceVersion"));
+      }
+      if (const auto* g = doc->at("gracePeriodSeconds"); g != nullptr && !g->is_null()) {
+        if (!g->is_int()) {
+          send_error(res, http_error(400, "BadRequest",
+                                     "DeleteOptions.gracePeriodSeconds must be an integer"));
+          return false;
+        }
+        d.grace_period_seconds = g->as_int();
       }
       if (doc->get_bool("orphanDependents") && d.propagation_policy.empty())
         d.propagation_policy = "Orphan";

@@ -1159,8 +1159,10 @@ expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, st
   }
   nm.set("resourceVersion", std::to_string(cur->rv));
   if (next == old) return cur;  // a no-op update: no new resourceVersion, no event
-  if (next.at("metadata")->at("deletionTimestamp") != nullptr && !has_finalizers(next)) {
-    // The last finalizer is gone from an object being deleted: now it really goes.
+  if (next.at("metadata")->at("deletionTimestamp") != nullptr && !has_finalizers(next) &&
+      next.at("metadata")->get_int("deletionGracePeriodSeconds", 0) <= 0) {
+    // The last finalizer is gone from an object being deleted: now it really goes (a Pod in
+    // graceful deletion waits for its kubelet's final delete instead).
     auto tmp = std::make_shared<stored_object>(*cur);
     tmp->obj = std::move(next);
     erase_object(e, key, tmp);
@@ -1284,6 +1286,8 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
     if (nit == nss.end()) return delete_result{cur, true};
     return delete_result{nit->second, false};
   }
+  if (t.res.group.empty() && t.res.plural == "pods")
+    if (auto stays = delete_pod_gracefully(e, key, cur, o)) return *stays;
   if (has_finalizers(cur->obj)) {
     if (cur->obj.at_path({"metadata", "deletionTimestamp"}) != nullptr)
       return delete_result{cur, false};
@@ -1299,6 +1303,57 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
   }
   erase_object(e, key, cur);
   return delete_result{cur, true};
+}
+
+// kube-apiserver's rest.BeforeDelete with the Pod strategy's CheckGracefulDelete.
+std::optional<delete_result> store::delete_pod_gracefully(type_entry& e, const std::string& key,
+                                                          const object_ptr& cur,
+                                                          const delete_options& o) {
+  using std::chrono::seconds;
+  const auto* meta = cur->obj.at("metadata");
+  std::optional<int64_t> asked = o.grace_period_seconds;
+  if (asked && *asked < 0) asked = 1;  // as the Pod strategy: a negative period means 1 s
+  auto with_deletion = [&](const std::string& timestamp, int64_t period) {
+    json::value obj = cur->obj;
+    auto& m = obj["metadata"].as_object();
+    m.set("deletionTimestamp", timestamp);
+    m.set("deletionGracePeriodSeconds", period);
+    return publish(e, key, std::move(obj), "MODIFIED", cur);
+  };
+  if (const auto* ts = meta->at("deletionTimestamp"); ts != nullptr && !ts->is_null()) {
+    int64_t pending = meta->get_int("deletionGracePeriodSeconds", 0);
+    if (pending <= 0) return std::nullopt;  // no graceful deletion pending: as any object
+    // Only a shorter grace period changes anything; the deadline moves with it.
+    if (!asked || *asked >= pending) return delete_result{cur, false};
+    if (*asked == 0 && !has_finalizers(cur->obj)) return std::nullopt;  // gone now
+    auto was = rfc3339::parse(ts->is_string() ? ts->as_string() : "");
+    auto base = was ? *was - seconds(pending)
+                    : std::chrono::floor<seconds>(std::chrono::system_clock::now());
+    return delete_result{with_deletion(rfc3339::format(base + seconds(*asked)), *asked), false};
+  }
+  const auto* spec = cur->obj.at("spec");
+  std::string node(spec != nullptr ? spec->get_string("nodeName") : "");
+  std::string phase(cur->obj.at("status") != nullptr ? cur->obj.at("status")->get_string("phase")
+                                                     : "");
+  if (node.empty() || nodes_.count(node) == 0) return std::nullopt;  // nobody runs it
+  if (phase == "Succeeded" || phase == "Failed") return std::nullopt;
+  int64_t period =
+      asked ? *asked : (spec != nullptr ? spec->get_int("terminationGracePeriodSeconds", 30) : 30);
+  if (period < 0) period = 1;
+  if (period == 0) return std::nullopt;
+  auto at = std::chrono::floor<seconds>(std::chrono::system_clock::now()) + seconds(period);
+  return delete_result{with_deletion(rfc3339::format(at), period), false};
+}
+
+void store::register_node(const std::string& name) {
+  std::lock_guard lock(mu_);
+  ++nodes_[name];
+}
+
+void store::unregister_node(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(name);
+  if (it != nodes_.end() && --it->second <= 0) nodes_.erase(it);
 }
 
 void store::collect_garbage(const std::string& owner_uid) {

@@ -84,9 +84,13 @@ struct delete_options {
   std::string propagation_policy;  // "", "Orphan", "Background", "Foreground"
   std::string precondition_uid;
   std::string precondition_rv;
+  // DeleteOptions.gracePeriodSeconds. Unset: the object's own (a Pod's
+  // spec.terminationGracePeriodSeconds, default 30). Only Pods use it (register_node).
+  std::optional<int64_t> grace_period_seconds;
 };
 
-// Result of a delete: the object as it is now, and whether it is gone or waits on finalizers.
+// Result of a delete: the object as it is now, and whether it is gone or stays (finalizers,
+// a Pod's graceful deletion).
 struct delete_result {
   object_ptr object;
   bool deleted = false;
@@ -179,6 +183,19 @@ class store {
   expected<list_result> remove_collection(const resource_type& t, std::string_view ns,
                                           const list_options& o, const delete_options& d = {});
 
+  // --- nodes -------------------------------------------------------------------------------
+  // Graceful Pod deletion, as kube-apiserver does it, for Pods bound to a node a kubelet has
+  // registered here: deleting such a Pod that has not terminated (phase not Succeeded/Failed)
+  // does not remove it; it gets metadata.deletionTimestamp (now + the grace period) and
+  // deletionGracePeriodSeconds (DeleteOptions.gracePeriodSeconds, else
+  // spec.terminationGracePeriodSeconds, default 30). The kubelet stops its containers and
+  // deletes it again with grace period 0, which removes it. A later delete may only shorten the
+  // period (0: at once). Pods with no node, on a node nobody registered (`simulate
+  // --no-kubelet`), terminated Pods and a grace period of 0 are deleted at once. The registry
+  // is in memory only (not saved): a kubelet registers when it starts.
+  void register_node(const std::string& name);
+  void unregister_node(const std::string& name);
+
   // --- watch -------------------------------------------------------------------------------
   expected<std::unique_ptr<watch_stream>> watch(const resource_type& t, std::string_view ns,
                                                 const watch_options& o);
@@ -230,6 +247,11 @@ class store {
                      object_ptr previous);
   void erase_object(type_entry& e, const std::string& key, object_ptr old);
   void collect_garbage(const std::string& owner_uid);
+  // A Pod's graceful deletion (register_node): the result when the Pod stays, nullopt when
+  // the delete goes on as for any object (at once, or waiting on finalizers).
+  std::optional<delete_result> delete_pod_gracefully(type_entry& e, const std::string& key,
+                                                     const object_ptr& cur,
+                                                     const delete_options& o);
   void on_crd_changed(const stored_object& crd, bool deleted);
   void track_owner_refs(const json::value& obj, int delta);
   expected<void> check_namespace(const type_entry& e, std::string_view ns) const;
@@ -251,6 +273,7 @@ class store {
   uint64_t close_generation_ = 0;
   mutable bool dirty_ = false;
   size_t open_watches_ = 0;
+  std::map<std::string, int> nodes_;  // registered node name → kubelets that registered it
 };
 
 // "group/plural" for core types "core/plural": the key objects are stored under. Versions of

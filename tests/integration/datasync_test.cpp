@@ -585,8 +585,8 @@ TEST_F(datasync_e2e, pruning_keeps_the_newest_versions_and_never_a_mounted_volum
   };
   apply(datasync("v1", http_vm("disk", "ws.img", sum)));
   ASSERT_TRUE(succeeded("v1"));
-  // A workspace Pod that mounts v1's volume (the simulated kubelet leaves bare Pods Pending,
-  // which for pruning is the same as running: the Pod holds the claim).
+  // A workspace Pod that mounts v1's volume (the simulated kubelet runs it with busybox as a
+  // placeholder app, docs/kubelet.md: Running, so the Pod holds the claim).
   apply(
       "apiVersion: v1\nkind: Pod\nmetadata: {name: workspace, namespace: default}\nspec:\n"
       "  containers: [{name: app, image: busybox}]\n"

@@ -73,6 +73,8 @@ class kubelet_test : public ::testing::Test {
     o.data_dir = (root / "data").string();
     o.kill_grace = 1000ms;
     o.tick = 10ms;
+    o.restart_backoff = 50ms;
+    o.max_restart_backoff = 200ms;
     k = std::make_unique<kubelet>(st, o);
     auto started = k->start();
     ASSERT_TRUE(started.has_value()) << started.error().message;
@@ -151,6 +153,92 @@ class kubelet_test : public ::testing::Test {
       return pid > 0;
     });
     return pid;
+  }
+
+  // --- bare pods ---
+  // A Pod in namespace demo: `spec` is its spec (JSON).
+  object_ptr create_pod(std::string_view name, const std::string& spec) {
+    auto created = st.create(pods, "demo",
+                             must_parse(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":")" +
+                                        std::string(name) + R"("},"spec":)" + spec + "}"));
+    EXPECT_TRUE(created.has_value()) << (created ? "" : created.error().message);
+    return created ? *created : nullptr;
+  }
+  object_ptr get_pod(std::string_view name) {
+    auto p = st.get(pods, "demo", name);
+    return p ? *p : nullptr;
+  }
+  std::string dump_pod(std::string_view name) {
+    auto p = get_pod(name);
+    return p ? json::dump(p->obj) : "pod " + std::string(name) + " is gone";
+  }
+  // The status of container `c` (regular or init) in a pod object.
+  static const json::value* status_of(const json::value& pod, std::string_view c) {
+    for (const char* list : {"initContainerStatuses", "containerStatuses"}) {
+      const auto* cs = pod.at_path({"status", list});
+      if (cs == nullptr || !cs->is_array()) continue;
+      for (const auto& x : cs->as_array())
+        if (x.get_string("name") == c) return &x;
+    }
+    return nullptr;
+  }
+  // "waiting", "running", "terminated" or "".
+  static std::string state_of(const json::value& pod, std::string_view c) {
+    const auto* s = status_of(pod, c);
+    if (s == nullptr || s->at("state") == nullptr) return "";
+    for (const char* k : {"waiting", "running", "terminated"})
+      if (s->at("state")->at(k) != nullptr) return k;
+    return "";
+  }
+  std::string pod_state(std::string_view pod, std::string_view c) {
+    auto p = get_pod(pod);
+    return p ? state_of(p->obj, c) : "";
+  }
+  static std::string phase_of(const json::value& pod) {
+    const auto* s = pod.at("status");
+    return s != nullptr ? std::string(s->get_string("phase")) : "";
+  }
+  static pid_t pid_of(const json::value& pod, std::string_view c) {
+    const auto* s = status_of(pod, c);
+    if (s == nullptr) return -1;
+    std::string id(s->get_string("containerID"));
+    return id.rfind("simulate://", 0) == 0 ? std::stoi(id.substr(11)) : -1;
+  }
+  static bool condition(const json::value& pod, std::string_view type) {
+    const auto* conds = pod.at_path({"status", "conditions"});
+    if (conds == nullptr || !conds->is_array()) return false;
+    for (const auto& c : conds->as_array())
+      if (c.get_string("type") == type) return c.get_string("status") == "True";
+    return false;
+  }
+
+  // Every event of the demo namespace's pods, in order (the test reads them while it waits).
+  struct pod_events {
+    std::unique_ptr<watch_stream> w;
+    std::vector<std::pair<std::string, json::value>> seen;  // (type, pod)
+    void pump() {
+      for (const auto& line : w->next(0ms)) {
+        auto ev = json::parse(line);
+        if (ev && ev->at("object") != nullptr)
+          seen.emplace_back(std::string(ev->get_string("type")), *ev->at("object"));
+      }
+    }
+    bool deleted(std::string_view name) {
+      pump();
+      for (const auto& [t, o] : seen)
+        if (t == "DELETED" && o.at("metadata")->get_string("name") == name) return true;
+      return false;
+    }
+  };
+  pod_events watch_pods() {
+    pod_events e;
+    watch_options wo;
+    wo.resource_version = st.list(pods, "demo", {})->resource_version;
+    e.w = std::move(*st.watch(pods, "demo", wo));
+    return e;
+  }
+  std::string hostpath(const std::string& name, const fs::path& p) {
+    return R"({"name":")" + name + R"(","hostPath":{"path":")" + p.string() + R"("}})";
   }
 
   store st;
@@ -375,6 +463,321 @@ TEST_F(kubelet_test, pods_left_running_by_a_stopped_kubelet_count_as_failed) {
   ASSERT_EQ(ps.size(), 1u);
   EXPECT_EQ(pod_phase(ps[0]), "Failed");
   EXPECT_EQ(ps[0]->obj.at("status")->get_string("reason"), "ProcessLost");
+}
+
+// --- bare pods ---------------------------------------------------------------------------
+
+// What the PodFilesystemSync webhook makes of a user's pod: an init container that restores
+// into the app's volume, a native sidecar, and the app (an image the simulation cannot run,
+// so a placeholder) plus a real second container. Deleting it stops the regular containers
+// first, then the sidecar, and only then is the pod gone.
+TEST_F(kubelet_test, bare_pod_runs_init_then_native_sidecar_then_apps_and_stops_gracefully) {
+  auto events = watch_pods();
+  std::string spec = R"({
+    "volumes":[)" + hostpath("src", root / "src") +
+                     R"(,{"name":"html","emptyDir":{}}],
+    "initContainers":[
+      {"name":"init-volume-restore","image":"rclone/rclone:1.68.2",
+       "args":["copy","/restore-from","/data"],
+       "volumeMounts":[{"name":"src","mountPath":"/restore-from"},{"name":"html","mountPath":"/data"}]},
+      {"name":"volume-syncing-sidecar","image":"rclone/rclone:1.68.2","restartPolicy":"Always",
+       "args":["rcd","--rc-addr","127.0.0.1:0"],
+       "volumeMounts":[{"name":"html","mountPath":"/data"}]}],
+    "containers":[
+      {"name":"nginx","image":"nginx:1.25",
+       "volumeMounts":[{"name":"html","mountPath":"/usr/share/nginx/html"}]},
+      {"name":"worker","image":"rclone/rclone:1.68.2","args":["rcd","--rc-addr","127.0.0.1:0"]}]})";
+  ASSERT_TRUE(create_pod("web", spec));
+
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("web");
+    return p && phase_of(p->obj) == "Running" && condition(p->obj, "Ready") &&
+           pid_of(p->obj, "worker") > 0;
+  })) << dump_pod("web");
+  auto p = get_pod("web");
+  const auto& pod = p->obj;
+  // Bound to the simulated node, as the scheduler would.
+  EXPECT_EQ(pod.at("spec")->get_string("nodeName"), "tidesync-simulate");
+  EXPECT_EQ(pod.at("status")->get_string("podIP"), "127.0.0.1");
+  EXPECT_EQ(pod.at("status")->get_string("hostIP"), "127.0.0.1");
+  for (const char* c : {"Initialized", "Ready", "ContainersReady", "PodScheduled"})
+    EXPECT_TRUE(condition(pod, c)) << c;
+  // The init container ran to completion; its copy is in the pod's emptyDir.
+  const auto* restore = status_of(pod, "init-volume-restore");
+  ASSERT_NE(restore, nullptr);
+  EXPECT_EQ(restore->at_path({"state", "terminated"})->get_int("exitCode", -1), 0);
+  EXPECT_EQ(restore->at_path({"state", "terminated"})->get_string("reason"), "Completed");
+  EXPECT_TRUE(restore->get_bool("ready"));
+  EXPECT_EQ(read_file(root / "data" / "pods" / "demo" / "web" / "volumes" / "html" / "a.txt"),
+            "hello");
+  // The sidecar and the worker run as processes; nginx is a placeholder (no process).
+  EXPECT_EQ(state_of(pod, "volume-syncing-sidecar"), "running");
+  pid_t sidecar = pid_of(pod, "volume-syncing-sidecar");
+  pid_t worker = pid_of(pod, "worker");
+  ASSERT_GT(sidecar, 0);
+  ASSERT_GT(worker, 0);
+  EXPECT_TRUE(pid_alive(sidecar));
+  EXPECT_EQ(state_of(pod, "nginx"), "running");
+  EXPECT_EQ(pid_of(pod, "nginx"), -1);
+  EXPECT_TRUE(status_of(pod, "nginx")->get_bool("ready"));
+  EXPECT_EQ(status_of(pod, "nginx")->get_int("restartCount", -1), 0);
+  EXPECT_EQ(status_of(pod, "worker")->get_string("image"), "rclone/rclone:1.68.2");
+  // One log per container.
+  fs::path logs = root / "data" / "logs" / "demo" / "web";
+  EXPECT_TRUE(fs::exists(logs / "init-volume-restore.log"));
+  EXPECT_TRUE(eventually([&] {
+    return read_file(logs / "volume-syncing-sidecar.log").find("remote control") !=
+           std::string::npos;
+  }));
+  EXPECT_NE(pod.at("status")->get_string("message").find(logs.string()), std::string::npos);
+
+  // Order: no event shows the sidecar started before the restore succeeded, nor a regular
+  // container started before every init container was done.
+  events.pump();
+  for (const auto& [type, o] : events.seen) {
+    if (state_of(o, "volume-syncing-sidecar") == "running" ||
+        state_of(o, "volume-syncing-sidecar") == "terminated")
+      EXPECT_EQ(state_of(o, "init-volume-restore"), "terminated") << json::dump(o);
+    if (state_of(o, "worker") == "running" || state_of(o, "nginx") == "running") {
+      EXPECT_EQ(phase_of(o), "Running");
+      EXPECT_EQ(state_of(o, "volume-syncing-sidecar"), "running") << json::dump(o);
+    }
+  }
+
+  // Delete: graceful, as kube-apiserver does it for a pod bound to a node.
+  auto r = st.remove(pods, "demo", "web");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->deleted);
+  EXPECT_NE(r->object->obj.at_path({"metadata", "deletionTimestamp"}), nullptr);
+  EXPECT_EQ(r->object->obj.at("metadata")->get_int("deletionGracePeriodSeconds"), 30);
+  ASSERT_TRUE(eventually([&] { return events.deleted("web"); })) << dump_pod("web");
+  EXPECT_FALSE(pid_alive(sidecar));
+  EXPECT_FALSE(pid_alive(worker));
+  EXPECT_FALSE(get_pod("web"));
+
+  // The regular containers were stopped while the sidecar still ran; then the sidecar
+  // (SIGTERM: rclone exits 143); only then was the pod deleted.
+  bool apps_down_sidecar_up = false;
+  const json::value* last = nullptr;
+  for (const auto& [type, o] : events.seen) {
+    if (type == "DELETED") break;
+    last = &o;
+    if (o.at_path({"metadata", "deletionTimestamp"}) != nullptr &&
+        state_of(o, "worker") == "terminated" && state_of(o, "nginx") == "terminated" &&
+        state_of(o, "volume-syncing-sidecar") == "running")
+      apps_down_sidecar_up = true;
+  }
+  EXPECT_TRUE(apps_down_sidecar_up);
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(state_of(*last, "volume-syncing-sidecar"), "terminated") << json::dump(*last);
+  EXPECT_EQ(status_of(*last, "volume-syncing-sidecar")
+                ->at_path({"state", "terminated"})
+                ->get_int("exitCode"),
+            128 + SIGTERM);
+  EXPECT_EQ(status_of(*last, "worker")->at_path({"state", "terminated"})->get_int("exitCode"),
+            128 + SIGTERM);
+  EXPECT_EQ(status_of(*last, "nginx")->at_path({"state", "terminated"})->get_int("exitCode", -1),
+            0);
+  EXPECT_EQ(phase_of(*last), "Failed");  // worker ended with 143
+  EXPECT_TRUE(eventually([&] { return k->running_processes() == 0; }));
+}
+
+TEST_F(kubelet_test, init_container_failure_with_restart_policy_never_fails_the_pod) {
+  ASSERT_TRUE(create_pod("broken", R"({"restartPolicy":"Never",
+    "initContainers":[{"name":"check","image":"rclone/rclone","args":["lsf",")" +
+                                       (root / "missing").string() + R"("]}],
+    "containers":[{"name":"app","image":"nginx"}]})"));
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("broken");
+    return p && phase_of(p->obj) == "Failed";
+  })) << dump_pod("broken");
+  auto p = get_pod("broken");
+  const auto* check = status_of(p->obj, "check");
+  ASSERT_NE(check, nullptr);
+  EXPECT_EQ(check->at_path({"state", "terminated"})->get_int("exitCode"), 3);  // not found
+  EXPECT_EQ(check->get_int("restartCount", -1), 0);
+  EXPECT_EQ(state_of(p->obj, "app"), "waiting");
+  EXPECT_EQ(status_of(p->obj, "app")->at_path({"state", "waiting"})->get_string("reason"),
+            "PodInitializing");
+  EXPECT_FALSE(condition(p->obj, "Initialized"));
+  EXPECT_NE(read_file(root / "data" / "logs" / "demo" / "broken" / "check.log")
+                .find("directory not found"),
+            std::string::npos);
+  // A terminated pod is deleted at once.
+  auto r = st.remove(pods, "demo", "broken");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->deleted);
+}
+
+TEST_F(kubelet_test, failed_init_container_is_retried_with_back_off_until_it_succeeds) {
+  fs::path later = root / "later";
+  ASSERT_TRUE(create_pod("retry", R"({"restartPolicy":"Always",
+    "initContainers":[{"name":"wait-for-dir","image":"rclone/rclone","args":["lsf",")" +
+                                      later.string() + R"("]}],
+    "containers":[{"name":"app","image":"nginx"}]})"));
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("retry");
+    if (!p) return false;
+    const auto* s = status_of(p->obj, "wait-for-dir");
+    return s != nullptr && s->get_int("restartCount") >= 1 && phase_of(p->obj) == "Pending" &&
+           s->at("lastState")->at("terminated") != nullptr;
+  })) << dump_pod("retry");
+  EXPECT_EQ(pod_state("retry", "app"), "waiting");
+  fs::create_directories(later);
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("retry");
+    return p && phase_of(p->obj) == "Running" && state_of(p->obj, "app") == "running";
+  })) << dump_pod("retry");
+  auto p = get_pod("retry");
+  EXPECT_EQ(
+      status_of(p->obj, "wait-for-dir")->at_path({"state", "terminated"})->get_int("exitCode"), 0);
+  // The log keeps every attempt.
+  std::string log = read_file(root / "data" / "logs" / "demo" / "retry" / "wait-for-dir.log");
+  EXPECT_NE(log.find("directory not found"), std::string::npos) << log;
+}
+
+TEST_F(kubelet_test, sidecar_stops_once_the_apps_complete_and_the_pod_succeeds) {
+  ASSERT_TRUE(create_pod("batch", R"({"restartPolicy":"Never",
+    "volumes":[)" + hostpath("src", root / "src") +
+                                      R"(],
+    "initContainers":[{"name":"helper","image":"rclone/rclone","restartPolicy":"Always",
+                       "args":["rcd","--rc-addr","127.0.0.1:0"]}],
+    "containers":[{"name":"list","image":"rclone/rclone","args":["lsf","/in"],
+                   "volumeMounts":[{"name":"src","mountPath":"/in"}]}]})"));
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("batch");
+    return p && phase_of(p->obj) == "Succeeded";
+  })) << dump_pod("batch");
+  auto p = get_pod("batch");
+  EXPECT_EQ(status_of(p->obj, "list")->at_path({"state", "terminated"})->get_int("exitCode", -1),
+            0);
+  const auto* helper = status_of(p->obj, "helper");
+  EXPECT_EQ(helper->at_path({"state", "terminated"})->get_int("exitCode"), 128 + SIGTERM);
+  EXPECT_FALSE(condition(p->obj, "Ready"));
+  EXPECT_NE(read_file(root / "data" / "logs" / "demo" / "batch" / "list.log").find("a.txt"),
+            std::string::npos);
+  EXPECT_TRUE(eventually([&] { return k->running_processes() == 0; }));
+}
+
+TEST_F(kubelet_test, on_failure_restarts_a_failing_container_until_it_succeeds) {
+  fs::path later = root / "later";
+  ASSERT_TRUE(create_pod("flaky", R"({"restartPolicy":"OnFailure",
+    "containers":[{"name":"job","image":"rclone/rclone","args":["lsf",")" +
+                                      later.string() + R"("]}]})"));
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("flaky");
+    const auto* s = p ? status_of(p->obj, "job") : nullptr;
+    return s != nullptr && s->get_int("restartCount") >= 2 && phase_of(p->obj) == "Running";
+  })) << dump_pod("flaky");
+  fs::create_directories(later);
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("flaky");
+    return p && phase_of(p->obj) == "Succeeded";
+  })) << dump_pod("flaky");
+  const auto* s = status_of(get_pod("flaky")->obj, "job");
+  EXPECT_EQ(s->at_path({"lastState", "terminated"})->get_int("exitCode"), 3);
+}
+
+TEST_F(kubelet_test, pods_of_other_nodes_are_left_alone) {
+  ASSERT_TRUE(create_pod("elsewhere", R"({"nodeName":"node-b",
+    "containers":[{"name":"app","image":"nginx"}]})"));
+  ASSERT_TRUE(create_pod("here", R"({"containers":[{"name":"app","image":"nginx"}]})"));
+  ASSERT_TRUE(eventually([&] { return pod_state("here", "app") == "running"; }))
+      << dump_pod("here");
+  auto p = get_pod("elsewhere");
+  EXPECT_EQ(p->obj.at("spec")->get_string("nodeName"), "node-b");
+  EXPECT_EQ(p->obj.at("status"), nullptr);
+  // Not this kubelet's: deleted at once.
+  auto r = st.remove(pods, "demo", "elsewhere");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->deleted);
+}
+
+TEST_F(kubelet_test, deleting_a_job_pod_stops_its_process_and_the_job_counts_a_failure) {
+  ASSERT_TRUE(st.create(jobs, "demo", job("j", json::array{"rcd", "--rc-addr", "127.0.0.1:0"})));
+  pid_t pid = running_pid("j");
+  ASSERT_GT(pid, 0) << dump_state("j");
+  std::string name(pods_of("j").at(0)->obj.at("metadata")->get_string("name"));
+  auto r = st.remove(pods, "demo", name);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->deleted);  // graceful: the kubelet stops the process first
+  ASSERT_TRUE(eventually([&] { return !get_pod(name); })) << dump_state("j");
+  EXPECT_FALSE(pid_alive(pid));
+  // backoffLimit 0: the killed pod was the Job's one failure.
+  ASSERT_TRUE(eventually([&] { return has_condition("j", "Failed", "BackoffLimitExceeded"); }))
+      << dump_state("j");
+}
+
+// A process that ignores SIGTERM is killed when the grace period ends. `rclone_binary` is
+// pointed at /bin/sh for this one, so an "rclone" container can trap SIGTERM.
+TEST_F(kubelet_test, sigkill_when_the_grace_period_ends) {
+  k.reset();
+  kubelet_options o;
+  o.data_dir = (root / "data").string();
+  o.tick = 10ms;
+  o.rclone_binary = "/bin/sh";
+  k = std::make_unique<kubelet>(st, o);
+  ASSERT_TRUE(k->start().has_value());
+  ASSERT_TRUE(create_pod("stubborn", R"({
+    "containers":[{"name":"app","image":"rclone/rclone",
+                   "args":["-c","trap '' TERM; exec tail -f /dev/null"]}]})"));
+  pid_t pid = -1;
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("stubborn");
+    pid = p ? pid_of(p->obj, "app") : -1;
+    return pid > 0 && state_of(p->obj, "app") == "running";
+  })) << dump_pod("stubborn");
+  auto events = watch_pods();
+  delete_options d;
+  d.grace_period_seconds = 1;
+  auto asked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(st.remove(pods, "demo", "stubborn", d).has_value());
+  ASSERT_TRUE(eventually([&] { return events.deleted("stubborn"); }, 5000ms))
+      << dump_pod("stubborn");
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 900ms);  // not before the grace period
+  EXPECT_FALSE(pid_alive(pid));
+  const json::value* last = nullptr;
+  for (const auto& [type, o2] : events.seen)
+    if (type != "DELETED") last = &o2;
+  ASSERT_NE(last, nullptr);
+  const auto* term = status_of(*last, "app")->at_path({"state", "terminated"});
+  ASSERT_NE(term, nullptr) << json::dump(*last);
+  EXPECT_EQ(term->get_int("exitCode"), 128 + SIGKILL);
+  EXPECT_EQ(term->get_int("signal"), SIGKILL);
+}
+
+// stop() finishes what it cannot finish later: the pods it was deleting go, and a new
+// deletion (no kubelet registered) is immediate.
+TEST_F(kubelet_test, stop_deletes_pods_being_deleted_and_later_deletions_are_immediate) {
+  ASSERT_TRUE(create_pod("a", R"({"containers":[{"name":"app","image":"rclone/rclone",
+      "args":["rcd","--rc-addr","127.0.0.1:0"]}]})"));
+  ASSERT_TRUE(create_pod("b", R"({"containers":[{"name":"app","image":"nginx"}]})"));
+  ASSERT_TRUE(eventually([&] {
+    return pod_state("a", "app") == "running" && pod_state("b", "app") == "running";
+  })) << dump_pod("a");
+  k->stop();
+  // The node is gone with the kubelet: b is deleted at once.
+  auto r = st.remove(pods, "demo", "b");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->deleted);
+  // A restarted kubelet runs a again (restartPolicy Always) ...
+  kubelet_options o;
+  o.data_dir = (root / "data").string();
+  o.tick = 10ms;
+  k = std::make_unique<kubelet>(st, o);
+  ASSERT_TRUE(k->start().has_value());
+  ASSERT_TRUE(eventually([&] {
+    auto p = get_pod("a");
+    return p && pid_of(p->obj, "app") > 0 && pid_alive(pid_of(p->obj, "app")) &&
+           state_of(p->obj, "app") == "running";
+  })) << dump_pod("a");
+  // ... and a pod it is deleting when it stops goes with it.
+  delete_options d;
+  d.grace_period_seconds = 300;
+  ASSERT_TRUE(st.remove(pods, "demo", "a", d).has_value());
+  k->stop();
+  EXPECT_FALSE(get_pod("a")) << dump_pod("a");
+  EXPECT_EQ(k->running_processes(), 0u);
 }
 
 }  // namespace
