@@ -34,8 +34,10 @@ constexpr const char* kUsage =
 Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
 (discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
 kubeconfig for kubectl, applies the given manifests, and serves until SIGINT or SIGTERM.
-A simulated kubelet runs Jobs whose image is rclone or tidesync as local processes, so
-syncs really move bytes (docs/kubelet.md).
+A simulated kubelet runs Jobs and bare Pods whose containers are rclone or tidesync as local
+processes, so syncs really move bytes; other images (the app of a pod) are placeholders
+(docs/kubelet.md). The controller's admission webhook is registered on a loopback port, so
+labelled pods get the PodFilesystemSync agents (docs/podfilesystemsync.md).
 
 Flags:
   --port N           port to listen on (default 0: pick a free one)
@@ -45,7 +47,8 @@ Flags:
                      (default ./.tidesync-sim)
   --no-controller    do not run the controller in this process (run `tidesync controller
                      --kubeconfig ...` yourself, e.g. to try leader election)
-  --no-kubelet       do not run Jobs (they stay without pods, as on a cluster with no nodes)
+  --no-kubelet       do not run Jobs or Pods (Jobs get no pods, Pods stay Pending, as on a
+                     cluster with no nodes)
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
   -h, --help         show this help
