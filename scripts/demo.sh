@@ -10,10 +10,14 @@
 # 3. waits until that BucketSync is Finished and the DataSync demo-images (datasync.yaml: two
 #    files of demo-source into two volumes) Succeeded, shows the objects and bucket demo-backup;
 #    then publishes demo-data as the SharedConfig demo-config (sharedconfig.yaml) through the
-#    controller's config API and runs `tidesync agent config init` into DIR/shared;
+#    controller's config API and runs `tidesync agent config init` into DIR/shared; then
+#    uploads demo-data to demo-site/site and creates the pod docs/examples/demo-site-pod.yaml:
+#    the webhook adds the agents of the PodFilesystemSync demo-site (demo-site.yaml), the pod's
+#    volume is restored, and a file written into it reaches the bucket on the next sync;
 # 4. --once: checks that demo-backup holds every file of demo-data, the DataSync's volumes
-#    the two files and DIR/shared/live the whole folder, with identical content (exit 0 only
-#    then), and stops; otherwise keeps running for kubectl until Ctrl-C.
+#    the two files, DIR/shared/live and the pod's volume the whole folder, with identical
+#    content, and the pod's new file is in the bucket (exit 0 only then), and stops; otherwise
+#    keeps running for kubectl until Ctrl-C.
 # Each run starts a fresh simulation (the previous DIR/state.json is moved to
 # DIR/state.json.previous) and fresh buckets.
 # Options (or environment):
@@ -41,7 +45,7 @@ while (($#)); do
     --data-dir=*) data_dir="${1#*=}" ;;
     --s3-port) s3_port="${2:?--s3-port needs a port}"; shift ;;
     --s3-port=*) s3_port="${1#*=}" ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument $1 (see bash scripts/demo.sh --help)" >&2; exit 2 ;;
   esac
   shift
@@ -252,10 +256,42 @@ sed 's/^/    /' "$data_dir/agent-config.log"
 ((agent_rc == 0)) || fail "tidesync agent config init failed (exit code $agent_rc)"
 say "  $shared_root/live -> $(readlink "$shared_root/live")"
 
+# --- the PodFilesystemSync (deploy/examples/demo-site.yaml) --------------------------------
+# The site is in the bucket; the pod restores it before its app starts, and what the app writes
+# goes back on the next sync. The pod is made only once the webhook is registered.
+site_pod=demo-site-0
+site_volume="$data_dir/volumes/$namespace/demo-site-www"
+rm -rf "$site_volume"
+say "uploading deploy/examples/demo-data/ to s3://demo-site/site (the site the pod restores)"
+rclone_ copy deploy/examples/demo-data demo:demo-site/site ||
+  fail "rclone could not upload deploy/examples/demo-data to demo:demo-site/site at $endpoint"
+deadline=$((SECONDS + timeout))
+until k get mutatingwebhookconfiguration tidesync-pod-injection >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || fail "the controller did not register its admission webhook within ${timeout}s"
+  sleep 0.25 # poll interval
+done
+say "kubectl apply -f docs/examples/demo-site-pod.yaml (labelled tidesync.io/volume-syncing=true)"
+k apply -f docs/examples/demo-site-pod.yaml >/dev/null || fail "cannot create the pod $site_pod"
+say "  the webhook added: $(k get pod "$site_pod" -n "$namespace" -o jsonpath='{.spec.initContainers[*].name}')"
+last=""
+until [ "$(k get pod "$site_pod" -n "$namespace" -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ]; do
+  ((SECONDS < deadline)) || fail "pod $site_pod is not Running after ${timeout}s (its logs: $data_dir/logs/$namespace/$site_pod/)"
+  sleep 0.25 # poll interval
+done
+say "  pod $site_pod is Running; its volume was restored:"
+(cd "$site_volume" && find . -type f | sort | sed 's/^/    /')
+echo "written by the app of $site_pod" >"$site_volume/hello-from-the-pod.txt"
+say "  the app wrote hello-from-the-pod.txt; waiting for the sidecar's next sync (every 10 s)"
+until rclone_ lsf demo:demo-site/site 2>/dev/null | grep -qx hello-from-the-pod.txt; do
+  ((SECONDS < deadline)) || fail "hello-from-the-pod.txt did not reach demo:demo-site/site within ${timeout}s (sidecar log: $data_dir/logs/$namespace/$site_pod/volume-syncing-sidecar.log)"
+  sleep 0.25 # poll interval
+done
+say "  hello-from-the-pod.txt is in s3://demo-site/site"
+
 # --- the result ---------------------------------------------------------------------------
 echo
-say "kubectl get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,persistentvolumeclaims,jobs"
-k get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,persistentvolumeclaims,jobs -n "$namespace" || true
+say "kubectl get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,podfilesystemsyncs,persistentvolumeclaims,jobs"
+k get bucketsyncpolicies,bucketsyncs,datasyncs,sharedconfigs,podfilesystemsyncs,persistentvolumeclaims,jobs -n "$namespace" || true
 job="$(k get bucketsync "$run" -n "$namespace" -o jsonpath='{.status.job}' 2>/dev/null || true)"
 if [ -n "$job" ]; then
   for log in "$data_dir/logs/$namespace/$job"-*.log; do
@@ -286,6 +322,11 @@ if ((once)); then
   diff -r deploy/examples/demo-data "$shared_root/live/" >/dev/null ||
     fail "$shared_root/live does not hold the files of deploy/examples/demo-data"
   say "OK: SharedConfig $sharedconfig is live in $shared_root/live with identical content"
+  diff -r -x hello-from-the-pod.txt deploy/examples/demo-data "$site_volume/" >/dev/null ||
+    fail "the volume of pod $site_pod ($site_volume) does not hold the files of deploy/examples/demo-data"
+  [ "$(rclone_ cat demo:demo-site/site/hello-from-the-pod.txt)" = "written by the app of $site_pod" ] ||
+    fail "demo:demo-site/site/hello-from-the-pod.txt does not hold what the pod wrote"
+  say "OK: PodFilesystemSync demo-site restored the site into pod $site_pod and synced its new file back"
   exit 0
 fi
 
@@ -302,6 +343,9 @@ demo: the simulation keeps running. In another terminal:
   kubectl describe bucketsyncpolicy $policy                   # conditions; next scheduled run (every 5 min)
   ls $data_dir/logs/$namespace/                                # each rclone pod's log
   kubectl get sharedconfigs; ls -l $shared_root/live/          # the shared config and its live tree
+  kubectl get podfilesystemsync demo-site -o yaml              # the pod's last sync (status.pods)
+  echo hi >$site_volume/new.txt                                # play the app: synced within 10 s
+  kubectl delete pod $site_pod                                 # one last sync, then the pod goes
   $bin config publish DIR --api $config_api --config $namespace/$sharedconfig \\
     --token-file $token_file --expected-revision "\$(kubectl get sharedconfig $sharedconfig -o jsonpath='{.status.revision}')"
 

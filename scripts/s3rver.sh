@@ -6,7 +6,8 @@
 # start: listens on 127.0.0.1 only (PORT 0 picks a free port), keeps the buckets in DIR/buckets,
 # its pid in DIR/s3rver.pid, the port in DIR/port and its log in DIR/s3rver.log; returns once
 # it answers S3 requests and lists every configured bucket. Without BUCKETs it configures the
-# buckets of deploy/examples: demo-source, demo-backup, demo-config, imports, photos, photos-backup.
+# buckets of deploy/examples: demo-source, demo-backup, demo-config, demo-site, imports, photos,
+# photos-backup.
 # Credentials are s3rver's fixed ones: access key and secret S3RVER.
 # stop: SIGTERM to the pid in DIR/s3rver.pid (SIGKILL after 5 s), then removes the pid file.
 # TIDESYNC_S3RVER_JS overrides where s3rver's bin/s3rver.js is.
@@ -14,7 +15,7 @@ set -euo pipefail
 
 npm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/tidesync/npm"
 s3rver_js="${TIDESYNC_S3RVER_JS:-$npm_dir/node_modules/s3rver/bin/s3rver.js}"
-default_buckets=(demo-source demo-backup demo-config imports photos photos-backup)
+default_buckets=(demo-source demo-backup demo-config demo-site imports photos photos-backup)
 start_timeout="${TIDESYNC_S3RVER_START_TIMEOUT:-20}"
 
 die() {

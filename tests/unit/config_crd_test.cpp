@@ -651,6 +651,15 @@ TEST(Crd, PodFilesystemSyncNamesStructureAndFields) {
 // the schedule) are the parser's alone: config_podfilesystemsync_test.cpp.
 TEST(Crd, PodFilesystemSyncExampleAndBadValues) {
   auto crd = load_crd("podfilesystemsyncs");
+  // The demo's PodFilesystemSync (beside its Secret) passes too.
+  for (const auto& doc : load_documents(source_dir() / "deploy/examples/demo-site.yaml")) {
+    if (doc.get_string("kind") != "PodFilesystemSync") continue;
+    EXPECT_TRUE(schema_errors(crd, doc).empty()) << schema_errors(crd, doc).front();
+    std::vector<std::string> demo_warnings;
+    auto demo = parse_podfilesystemsync(doc, &demo_warnings);
+    EXPECT_TRUE(demo.has_value()) << demo.error().message;
+    EXPECT_TRUE(demo_warnings.empty()) << demo_warnings.front();
+  }
   auto docs = load_documents(source_dir() / "deploy/examples/podfilesystemsync.yaml");
   ASSERT_EQ(docs.size(), 1u);
   const auto& example = docs[0];
