@@ -189,6 +189,24 @@ TEST(MetricsRegistry, SyncAndLockMetrics) {
   EXPECT_NE(text.find("# TYPE tidesync_lock_wait_seconds histogram\n"), std::string::npos);
 }
 
+TEST(MetricsRegistry, PodFilesystemSyncMetrics) {
+  registry r;
+  r.pfs_report("web", "press", "sync", "Succeeded", 2048, 1'800'000'100);
+  r.pfs_report("web", "press", "sync", "Succeeded", 0, 1'800'000'000);  // older: kept the max
+  r.pfs_report("web", "press", "final", "Failed", 10, 1'800'000'200);
+  r.pfs_pods("web", "press", 2, 1);
+  auto s = samples(r.text());
+  const std::string who = "namespace=\"web\",podfilesystemsync=\"press\"";
+  EXPECT_EQ(value(s, "tidesync_pfs_reports_total{kind=\"sync\"," + who + ",result=\"Succeeded\"}"),
+            2);
+  EXPECT_EQ(value(s, "tidesync_pfs_reports_total{kind=\"final\"," + who + ",result=\"Failed\"}"),
+            1);
+  EXPECT_EQ(value(s, "tidesync_pfs_bytes_total{" + who + "}"), 2058);
+  EXPECT_EQ(value(s, "tidesync_pfs_last_success_timestamp_seconds{" + who + "}"), 1'800'000'100);
+  EXPECT_EQ(value(s, "tidesync_pfs_pods{" + who + ",state=\"injected\"}"), 2);
+  EXPECT_EQ(value(s, "tidesync_pfs_pods{" + who + ",state=\"not_injected\"}"), 1);
+}
+
 TEST(MetricsRegistry, LabelValuesAreEscaped) {
   registry r;
   r.syncs_running("a\"b\\c\nd", 1);
