@@ -208,10 +208,14 @@ struct loop::impl {
         curl_blob blob{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
         curl_easy_setopt(e, opt, &blob);
       };
+      // A CA given here is the only one trusted: libcurl (Debian's is built with
+      // --with-ca-path=/etc/ssl/certs) would otherwise also trust the system's CA directory.
       if (!tls.ca_pem.empty()) {
         set_blob(CURLOPT_CAINFO_BLOB, tls.ca_pem);
+        curl_easy_setopt(e, CURLOPT_CAPATH, static_cast<char*>(nullptr));
       } else if (!tls.ca_file.empty()) {
         curl_easy_setopt(e, CURLOPT_CAINFO, tls.ca_file.c_str());
+        curl_easy_setopt(e, CURLOPT_CAPATH, static_cast<char*>(nullptr));
       }
       if (!tls.cert_pem.empty()) {
         set_blob(CURLOPT_SSLCERT_BLOB, tls.cert_pem);
