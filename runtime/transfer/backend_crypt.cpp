@@ -6,9 +6,12 @@
 // - Paths: standard name encryption is deterministic, so every plain path maps to its
 //   encrypted path by computation; no table is kept.
 // - Listing: inner names that do not decrypt (files of another key, foreign files) and sizes
-//   no encrypted file can have are skipped, with one warning that counts them, as rclone does.
+//   no encrypted file can have are skipped, with one warning that counts them, as rclone does;
+//   plain files the caller keeps at the top on purpose (crypt_config::plain_top_level) are
+//   skipped without one.
 // - Sizes are the plaintext sizes (crypt::decrypted_size); hashes are unknown (a checksum
 //   comparison falls back to size, with the plan's warning).
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -92,7 +95,11 @@ class crypt_backend final : public backend {
  public:
   crypt_backend(const location& loc, std::unique_ptr<backend> inner, crypt::keys keys,
                 crypt::options o)
-      : text_(loc.text), inner_(std::move(inner)), keys_(std::move(keys)), opts_(o) {}
+      : text_(loc.text),
+        plain_files_(loc.crypt.plain_top_level),
+        inner_(std::move(inner)),
+        keys_(std::move(keys)),
+        opts_(o) {}
 
   [[nodiscard]] std::string where() const override { return "\"" + text_ + "\""; }
   [[nodiscard]] std::chrono::nanoseconds precision() const override { return inner_->precision(); }
@@ -108,6 +115,9 @@ class crypt_backend final : public backend {
     out.reserve(inner->size());
     size_t skipped = 0;
     for (auto& e : *inner) {
+      if (!e.dir &&
+          std::find(plain_files_.begin(), plain_files_.end(), e.path) != plain_files_.end())
+        continue;
       // Temporary files of an interrupted local write are not encrypted names.
       auto plain = e.dir ? crypt::decrypt_dir_path(keys_, e.path, opts_)
                          : crypt::decrypt_path(keys_, e.path, opts_);
@@ -196,6 +206,7 @@ class crypt_backend final : public backend {
   }
 
   std::string text_;
+  std::vector<std::string> plain_files_;  // plain files at the top, not ours to decrypt
   std::unique_ptr<backend> inner_;
   crypt::keys keys_;
   crypt::options opts_;

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/error.hpp"
 #include "runtime/transfer/s3_client.hpp"
@@ -42,6 +43,10 @@ struct crypt_config {
   std::string salt;               // revealed password2; empty: rclone's default salt
   bool encrypt_names = true;      // filename_encryption standard (false: off)
   bool encrypt_dir_names = true;  // directory_name_encryption
+  // Plain-text files kept on purpose at the top of the wrapped remote, next to the encrypted
+  // tree (the pod agents' marker `.tidesync-initialized`): left out of listings without
+  // counting as names that do not decrypt. Set by callers, not by the environment.
+  std::vector<std::string> plain_top_level;
 };
 
 struct location {
