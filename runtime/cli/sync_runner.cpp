@@ -17,6 +17,7 @@
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -34,7 +35,7 @@ using namespace tidesync::transfer;
 using namespace std::chrono_literals;
 
 // One run: the engine, the summary, the exit code.
-int run_native(const sync_job& a, const location& src, const location& dst) {
+run_summary run_native(const sync_job& a, const location& src, const location& dst) {
   const char* name = a.name.c_str();
   engine_stats stats;
   engine_options opts = a.opts;
@@ -43,9 +44,12 @@ int run_native(const sync_job& a, const location& src, const location& dst) {
                             a.stats_interval);
   auto r = run_engine(src, dst, opts);
   progress.stop();
+  run_summary out;
   if (!r) {
     std::fprintf(stderr, "tidesync %s: %s; nothing was changed\n", name, r.error().message.c_str());
-    return 1;
+    out.code = 1;
+    out.message = r.error().message + "; nothing was changed";
+    return out;
   }
   for (const auto& e : r->errors)
     std::fprintf(stderr, "tidesync %s: error: %s\n", name, e.c_str());
@@ -69,11 +73,25 @@ int run_native(const sync_job& a, const location& src, const location& dst) {
               r->copied, r->bytes, r->deleted, r->unchanged, r->failed, r->seconds,
               r->seconds > 0 ? mib / r->seconds : 0.0);
   std::fflush(stdout);
+  out.bytes = r->bytes;
+  out.files = r->copied;
+  out.deleted = r->deleted;
+  char counts[160];
+  std::snprintf(counts, sizeof counts,
+                "copied %zu file(s), %" PRIu64 " bytes; deleted %zu; unchanged %zu; failed %zu",
+                r->copied, r->bytes, r->deleted, r->unchanged, r->failed);
+  out.message = counts;
   // Partial: some files moved and some failed (nothing was deleted): the next run finishes.
-  if (r->failed > 0) return r->copied > 0 ? 6 : 1;
-  if (r->max_transfer_reached) return 8;
-  if (a.error_on_no_transfer && r->copied == 0) return 9;
-  return 0;
+  if (r->failed > 0) {
+    out.code = r->copied > 0 ? 6 : 1;
+    if (!r->errors.empty()) out.message = r->errors.front() + " (" + out.message + ")";
+  } else if (r->max_transfer_reached) {
+    out.code = 8;
+    out.message += "; --max-transfer reached";
+  } else if (a.error_on_no_transfer && r->copied == 0) {
+    out.code = 9;
+  }
+  return out;
 }
 
 // --engine=rclone: the native planner runs first as a dry run, so the safety valves hold
@@ -141,8 +159,12 @@ int run_rclone(const sync_job& a, const location& src, const location& dst) {
   return 1;
 }
 
-int run_once(const sync_job& a, const location& src, const location& dst) {
-  return a.use_rclone ? run_rclone(a, src, dst) : run_native(a, src, dst);
+run_summary run_once(const sync_job& a, const location& src, const location& dst) {
+  if (!a.use_rclone) return run_native(a, src, dst);
+  run_summary out;
+  out.code = run_rclone(a, src, dst);
+  out.message = "rclone exited " + std::to_string(out.code);
+  return out;
 }
 
 std::string utc_text(std::chrono::system_clock::time_point t) {
@@ -154,10 +176,71 @@ std::string utc_text(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+sigset_t stop_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// SIGTERM/SIGINT go to one waiting thread, not to whichever thread the kernel picks; the loops
+// wait on `cv` for `stopping` (and their own conditions) under `mu`.
+class stop_signals {
+ public:
+  stop_signals() {
+    block_stop_signals();
+    waiter_ = std::thread([this] {
+      const sigset_t set = stop_set();
+      int sig = 0;
+      sigwait(&set, &sig);
+      {
+        std::lock_guard lock(mu);
+        stopping = true;
+        signal_number = sig;
+      }
+      cv.notify_all();
+    });
+  }
+  // Leaves the signal thread: when no signal came, sends ourselves the one it waits for.
+  ~stop_signals() {
+    bool signalled = false;
+    {
+      std::lock_guard lock(mu);
+      signalled = stopping;
+    }
+    if (!signalled) ::kill(::getpid(), SIGTERM);
+    waiter_.join();
+  }
+  stop_signals(const stop_signals&) = delete;
+  stop_signals& operator=(const stop_signals&) = delete;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;  // under mu
+  int signal_number = 0;
+
+ private:
+  std::thread waiter_;
+};
+
+// After SIGTERM/SIGINT: one last sync when the destination is a remote (the sidecar's
+// termination hook); its exit code, or 0.
+int last_sync(const sync_job& a, const location& src, const location& dst, int signal_number,
+              const run_observer& after_run) {
+  const char* name = a.name.c_str();
+  std::fprintf(stderr, "tidesync %s: got %s\n", name, strsignal(signal_number));
+  if (dst.kind == location_kind::local) return 0;
+  std::fprintf(stderr, "tidesync %s: one last sync before exit\n", name);
+  const run_summary r = run_once(a, src, dst);
+  if (after_run) after_run(r, run_kind::final);
+  return r.code;
+}
+
 // --schedule: runs at every fire time until SIGTERM/SIGINT; then one last sync when the
 // destination is a remote (the sidecar's termination hook), and the exit code of that run.
 int run_scheduled(const sync_job& a, const std::string& schedule, const location& src,
-                  const location& dst, const std::function<void(int)>& after_run) {
+                  const location& dst, const run_observer& after_run) {
   const char* name = a.name.c_str();
   auto sched = cron::schedule::parse(schedule, cron::parse_options{true});
   if (!sched) {
@@ -169,26 +252,7 @@ int run_scheduled(const sync_job& a, const std::string& schedule, const location
     std::fprintf(stderr, "tidesync %s: --schedule: %s\n", name, zone.error().message.c_str());
     return 2;
   }
-  // Signals go to one waiting thread, not to whichever thread the kernel picks.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  int signal_number = 0;
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    {
-      std::lock_guard lock(mu);
-      stopping = true;
-      signal_number = sig;
-    }
-    cv.notify_all();
-  });
+  stop_signals sig;
   std::fprintf(stderr, "tidesync %s: scheduled \"%s\"; SIGTERM or SIGINT stops\n", name,
                schedule.c_str());
   int last = 0;
@@ -203,45 +267,171 @@ int run_scheduled(const sync_job& a, const std::string& schedule, const location
     }
     std::fprintf(stderr, "tidesync %s: next run at %s\n", name, utc_text(*next).c_str());
     {
-      std::unique_lock lock(mu);
+      std::unique_lock lock(sig.mu);
       // The wait is the schedule itself; a signal ends it early.
-      cv.wait_until(lock, *next, [&] { return stopping; });
-      if (stopping) break;
+      sig.cv.wait_until(lock, *next, [&] { return sig.stopping; });
+      if (sig.stopping) break;
     }
     // A run never overlaps the previous one: this loop runs one at a time, and a run that
     // outlasts fire times skips them (next_after starts from the end of the run).
-    last = run_once(a, src, dst);
-    if (after_run) after_run(last);
+    const run_summary r = run_once(a, src, dst);
+    last = r.code;
+    if (after_run) after_run(r, run_kind::regular);
     if (last != 0)
       std::fprintf(stderr, "tidesync %s: the run failed (exit %d); the next fire retries\n", name,
                    last);
   }
-  if (stopping) {
-    std::fprintf(stderr, "tidesync %s: got %s\n", name, strsignal(signal_number));
-    if (dst.kind != location_kind::local) {
-      std::fprintf(stderr, "tidesync %s: one last sync before exit\n", name);
-      last = run_once(a, src, dst);
-      if (after_run) after_run(last);
-    } else {
-      last = 0;
-    }
-  } else {
-    // Leave the signal thread: send ourselves the signal it waits for.
-    ::kill(::getpid(), SIGTERM);
+  bool stopping = false;
+  int signal_number = 0;
+  {
+    std::lock_guard lock(sig.mu);
+    stopping = sig.stopping;
+    signal_number = sig.signal_number;
   }
-  waiter.join();
+  if (stopping) last = last_sync(a, src, dst, signal_number, after_run);
   return last;
+}
+
+std::string interval_text(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// --method fsnotify: a sync at start, then after changes, at most one start per
+// min_interval (fswatch::decide_sync); a last sync on SIGTERM/SIGINT.
+int run_on_changes(const sync_job& a, const change_trigger& t, const location& src,
+                   const location& dst, const run_observer& after_run) {
+  using steady = std::chrono::steady_clock;
+  const char* name = a.name.c_str();
+  stop_signals sig;
+  // Under sig.mu: a change not yet covered by a sync that started after it, and what it was.
+  bool changed = true;
+  std::string why = "the first sync at start";
+  bool periodic = false;  // no complete watch: every interval counts as a change
+
+  fswatch::watch_options wo;
+  wo.root = t.root;
+  wo.ignore = t.ignore;
+  wo.on_warning = [name](const std::string& text) {
+    std::fprintf(stderr, "tidesync %s: warning: %s\n", name, text.c_str());
+  };
+  auto watcher = fswatch::tree_watcher::start(wo, [&](const fswatch::change& c) {
+    std::string text;
+    switch (c.what) {
+      case fswatch::change::kind::file:
+        text = "files changed";
+        break;
+      case fswatch::change::kind::overflow:
+        text = "file events were lost (the kernel's queue overflowed)";
+        break;
+      case fswatch::change::kind::root_gone:
+        text = t.root + " was deleted or moved away";
+        break;
+      case fswatch::change::kind::root_back:
+        text = t.root + " appeared";
+        break;
+    }
+    {
+      std::lock_guard lock(sig.mu);
+      if (!changed) why = std::move(text);
+      changed = true;
+    }
+    sig.cv.notify_all();
+  });
+  if (!watcher) {
+    periodic = true;
+    std::fprintf(stderr, "tidesync %s: warning: %s; syncing every %s instead\n", name,
+                 watcher.error().message.c_str(), interval_text(t.min_interval).c_str());
+  }
+  std::fprintf(stderr,
+               "tidesync %s: watching %s for changes; at most one sync per %s; SIGTERM or SIGINT "
+               "stops\n",
+               name, t.root.c_str(), interval_text(t.min_interval).c_str());
+  std::optional<steady::time_point> last_start, announced;
+  bool warned_incomplete = false;
+  int last = 0;
+  for (;;) {
+    std::unique_lock lock(sig.mu);
+    if (sig.stopping) break;
+    const auto now = steady::now();
+    const auto d = fswatch::decide_sync({last_start, changed, false}, now, t.min_interval);
+    if (d.start_now) {
+      const std::string reason = why;
+      changed = false;
+      last_start = now;
+      lock.unlock();
+      std::fprintf(stderr, "tidesync %s: syncing: %s\n", name, reason.c_str());
+      const run_summary r = run_once(a, src, dst);
+      last = r.code;
+      if (after_run) after_run(r, run_kind::regular);
+      if (last != 0)
+        std::fprintf(stderr, "tidesync %s: the run failed (exit %d); the next change retries\n",
+                     name, last);
+      const bool incomplete = periodic || !(*watcher)->complete();
+      if (incomplete && !periodic && !warned_incomplete) {
+        warned_incomplete = true;
+        std::fprintf(stderr,
+                     "tidesync %s: warning: not every directory is watched: syncing every %s "
+                     "as well\n",
+                     name, interval_text(t.min_interval).c_str());
+      }
+      lock.lock();
+      // A failed run is retried like a change; so is every interval when watching is not
+      // complete.
+      if (last != 0 || incomplete) {
+        if (!changed) why = last != 0 ? "retrying the failed sync" : "periodic sync";
+        changed = true;
+      }
+      continue;
+    }
+    if (d.wake_at) {
+      if (announced != d.wake_at) {
+        announced = d.wake_at;
+        const auto at = std::chrono::system_clock::now() + (*d.wake_at - now);
+        std::fprintf(stderr, "tidesync %s: %s; next sync at %s (at most one per %s)\n", name,
+                     why.c_str(), utc_text(at).c_str(), interval_text(t.min_interval).c_str());
+      }
+      sig.cv.wait_until(lock, *d.wake_at, [&] { return sig.stopping; });
+    } else {
+      sig.cv.wait(lock, [&] { return sig.stopping || changed; });
+    }
+  }
+  // Stop watching before the last sync: its changes need no reaction.
+  int signal_number = 0;
+  {
+    std::lock_guard lock(sig.mu);
+    signal_number = sig.signal_number;
+  }
+  if (watcher) watcher->reset();
+  return last_sync(a, src, dst, signal_number, after_run);
 }
 
 }  // namespace
 
-int run_sync_once(const sync_job& job, const location& src, const location& dst) {
+void block_stop_signals() {
+  const sigset_t set = stop_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+run_summary run_sync(const sync_job& job, const location& src, const location& dst) {
   return run_once(job, src, dst);
 }
 
+int run_sync_once(const sync_job& job, const location& src, const location& dst) {
+  return run_once(job, src, dst).code;
+}
+
 int run_sync_scheduled(const sync_job& job, const std::string& schedule, const location& src,
-                       const location& dst, const std::function<void(int)>& after_run) {
+                       const location& dst, const run_observer& after_run) {
   return run_scheduled(job, schedule, src, dst, after_run);
+}
+
+int run_sync_on_changes(const sync_job& job, const change_trigger& trigger, const location& src,
+                        const location& dst, const run_observer& after_run) {
+  return run_on_changes(job, trigger, src, dst, after_run);
 }
 
 }  // namespace tidesync::cli
