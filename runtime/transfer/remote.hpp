@@ -1,7 +1,9 @@
 // Where a sync reads or writes: a local directory, or a remote written as rclone writes it,
 // `NAME:path`, with NAME configured by rclone's environment convention
-// (RCLONE_CONFIG_<NAME>_<KEY>; NAME upper-cased and '-' turned into '_', as rclone does), so
-// the same Secret configures both engines. Types and their keys:
+// (RCLONE_CONFIG_<NAME>_<KEY>; NAME upper-cased and '-' turned into '_', since a shell cannot
+// export a name with '-'; rclone 1.60 keeps the '-', so for rclone a remote with '-' in its name
+// is configured by rclone.conf, or named with '_'), so the same Secret configures both engines.
+// Types and their keys:
 //   s3     NAME:bucket/prefix; _PROVIDER, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _ENDPOINT,
 //          _REGION, _FORCE_PATH_STYLE, _ACL, _SESSION_TOKEN
 //   http   NAME:path (read-only); _URL, the base the path is appended to

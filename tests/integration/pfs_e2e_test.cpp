@@ -165,6 +165,18 @@ TEST_F(pfs_e2e, restore_on_start_sync_on_schedule_last_sync_on_delete_and_a_seco
       eventually([&] { return remote("press/example").count("uploads/photo.jpg") == 1; }, 30s))
       << sim_->log();
   EXPECT_EQ(remote_body("press/example/uploads/photo.jpg"), "JPEG...");
+  // The agents reported their runs with the pod's token: the status lists the pod's last sync.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto st = sim_->get("podfilesystemsync", "press", "web");
+        const auto* pods = st.at_path({"status", "pods"});
+        return pods != nullptr && pods->is_array() && pods->as_array().size() == 1 &&
+               pods->as_array()[0].get_string("result") == "Succeeded" &&
+               pods->as_array()[0].get_string("kind") == "sync" &&
+               sim_->condition("podfilesystemsync", "press", "web", "Synced") == "True Succeeded";
+      },
+      30s))
+      << json::dump(sim_->get("podfilesystemsync", "press", "web"));
 
   // 3. Deleting the pod runs one last sync: a file written just before is on the remote once
   //    the pod is gone (the schedule is too slow to explain it only if the delete waits for it,
@@ -207,9 +219,66 @@ TEST_F(pfs_e2e, an_empty_volume_never_empties_the_remote) {
       [&] { return read_file(log).find("would delete all 2 file(s)") != std::string::npos; }, 30s))
       << read_file(log);
   EXPECT_EQ(remote("guarded/example"), (std::set<std::string>{"keep-1.txt", "keep-2.txt"}));
+  // The status says so, from the sidecar's report.
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sim_->condition("podfilesystemsync", "guarded", "web", "Synced") ==
+               "False SyncFailed";
+      },
+      30s))
+      << json::dump(sim_->get("podfilesystemsync", "guarded", "web"));
+  EXPECT_NE(json::dump(sim_->get("podfilesystemsync", "guarded", "web")).find("would delete all"),
+            std::string::npos);
   // Deleting the pod (a last sync of the still empty volume) keeps them too.
   ASSERT_EQ(sim_->kubectl({"delete", "pod", "-n", "web", "guarded-0", "--wait=true"}).status, 0);
   EXPECT_EQ(remote("guarded/example"), (std::set<std::string>{"keep-1.txt", "keep-2.txt"}));
+}
+
+TEST_F(pfs_e2e, automatic_encryption_keeps_only_ciphertext_on_the_remote) {
+  make_sync("vault",
+            "  syncOptions: {schedule: \"@every 2s\"}\n"
+            "  automaticEncryption: {enabled: true, secretName: vault-key}\n");
+  // The controller makes the key Secret once.
+  ASSERT_TRUE(eventually([&] { return !sim_->get("secret", "vault-key", "web").is_null(); }, 30s));
+  const auto key_before = json::dump(*sim_->get("secret", "vault-key", "web").at("data"));
+
+  make_pod("vault-0", "vault", "alpha", "vault-0-www");
+  ASSERT_TRUE(eventually([&] { return sidecar_running("vault-0"); }, 60s))
+      << json::dump(sim_->get("pod", "vault-0", "web"));
+  write_file(volume("vault-0-www") / "plans" / "secret-plan.txt", "PLAINTEXT-MARKER-7f3a");
+  // Synced: the bucket holds the file, but neither its name nor its content in plain text
+  // (the first-run marker is the only plain object, and says nothing of the data).
+  ASSERT_TRUE(eventually([&] { return remote("vault/alpha").size() >= 2; }, 30s)) << sim_->log();
+  for (const auto& key : remote("vault/alpha")) {
+    EXPECT_EQ(key.find("secret-plan"), std::string::npos) << key;
+    EXPECT_EQ(key.find("plans"), std::string::npos) << key;
+    if (key == ".tidesync-initialized") continue;
+    EXPECT_EQ(remote_body("vault/alpha/" + key).find("PLAINTEXT-MARKER"), std::string::npos) << key;
+    EXPECT_EQ(remote_body("vault/alpha/" + key).rfind("RCLONE\0\0", 0), 0u)
+        << key << ": an rclone-crypt file starts with its magic";
+  }
+  // A new pod (a new volume) restores the plain files with the same key, which was not replaced.
+  ASSERT_EQ(sim_->kubectl({"delete", "pod", "-n", "web", "vault-0", "--wait=true"}).status, 0);
+  make_pod("vault-1", "vault", "alpha", "vault-1-www");
+  ASSERT_TRUE(eventually([&] { return sidecar_running("vault-1"); }, 60s))
+      << json::dump(sim_->get("pod", "vault-1", "web"));
+  EXPECT_EQ(read_file(volume("vault-1-www") / "plans" / "secret-plan.txt"),
+            "PLAINTEXT-MARKER-7f3a");
+  EXPECT_EQ(json::dump(*sim_->get("secret", "vault-key", "web").at("data")), key_before);
+}
+
+TEST_F(pfs_e2e, fsnotify_syncs_a_change_without_a_schedule) {
+  // At most one sync per minute: the sidecar syncs at start, then the first change after that
+  // minute. No schedule runs in this mode, so the file can only arrive through inotify.
+  make_sync("notes", "  syncOptions: {method: fsnotify, maxOneSyncPerMinutes: \"1\"}\n");
+  make_pod("notes-0", "notes", "team", "notes-0-www");
+  ASSERT_TRUE(eventually([&] { return sidecar_running("notes-0"); }, 60s))
+      << json::dump(sim_->get("pod", "notes-0", "web"));
+  const fs::path log = sim_->data_dir() / "logs" / "web" / "notes-0" / "volume-syncing-sidecar.log";
+  write_file(volume("notes-0-www") / "todo.md", "- ship it");
+  ASSERT_TRUE(eventually([&] { return remote("notes/team").count("todo.md") == 1; }, 100s))
+      << read_file(log);
+  EXPECT_EQ(remote_body("notes/team/todo.md"), "- ship it");
 }
 
 }  // namespace
