@@ -16,11 +16,11 @@
 namespace tidesync::test {
 
 struct raw_entry {
-  std::string path;
+  std::string path{};
   unsigned type = AE_IFREG;
-  std::string data;
-  std::string symlink;
-  std::string hardlink;
+  std::string data{};
+  std::string symlink{};
+  std::string hardlink{};
   uint64_t zero_bytes = 0;  // a file of this many zero bytes instead of `data`
 };
 
