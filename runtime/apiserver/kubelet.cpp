@@ -1697,64 +1697,54 @@ struct kubelet::state {
 
   // --- the Job watch ---------------------------------------------------------------------
   // Lists every Job (level-based: also after a dropped watch or a 410) and watches from there.
-  bool relist() {
-    auto l = st->list(jobs, "", {});
+  // Lists `t` (`what`: for the log), hands each object to `observe`, calls `gone` for each uid
+  // of `known` that is no longer listed, trims `done` to the listed uids, and watches from the
+  // listing. Null when the list or the watch fails (the caller retries).
+  template <class Observe, class Map, class Gone>
+  std::unique_ptr<watch_stream> list_and_watch(const resource_type& t, const char* what,
+                                               Observe observe, const Map& known, Gone gone,
+                                               std::set<std::string>& done) {
+    auto l = st->list(t, "", {});
     if (!l) {
-      logger()->warn("list jobs: {}", l.error().message);
-      return false;
+      logger()->warn("list {}: {}", what, l.error().message);
+      return nullptr;
     }
     std::set<std::string> seen;
     for (const auto& o : l->items) {
       seen.insert(o->uid.empty() ? std::string(o->obj.at("metadata")->get_string("uid")) : o->uid);
       observe(o->obj);
     }
-    std::vector<std::string> gone;
-    for (const auto& [uid, r] : runs)
-      if (seen.count(uid) == 0) gone.push_back(uid);
-    for (const auto& uid : gone)
-      forget(uid);
+    std::vector<std::string> vanished;
+    for (const auto& entry : known)
+      if (seen.count(entry.first) == 0) vanished.push_back(entry.first);
+    for (const auto& uid : vanished)
+      gone(uid);
     for (auto it = done.begin(); it != done.end();)
       it = seen.count(*it) == 0 ? done.erase(it) : std::next(it);
     watch_options wo;
     wo.resource_version = l->resource_version;
-    auto w = st->watch(jobs, "", wo);
+    auto w = st->watch(t, "", wo);
     if (!w) {
-      logger()->warn("watch jobs: {}", w.error().message);
-      return false;
+      logger()->warn("watch {}: {}", what, w.error().message);
+      return nullptr;
     }
-    watch = std::move(*w);
-    return relist_pods();
+    return std::move(*w);
+  }
+
+  bool relist() {
+    watch = list_and_watch(
+        jobs, "jobs", [this](const json::value& o) { observe(o); }, runs,
+        [this](const std::string& uid) { forget(uid); }, done);
+    return watch != nullptr && relist_pods();
   }
 
   // Lists every Pod (bare ones to run, deletions to finish) and watches from there.
   bool relist_pods() {
     pod_watch.reset();
-    auto l = st->list(pods, "", {});
-    if (!l) {
-      logger()->warn("list pods: {}", l.error().message);
-      return false;
-    }
-    std::set<std::string> seen;
-    for (const auto& o : l->items) {
-      seen.insert(o->uid);
-      observe_pod(o->obj);
-    }
-    std::vector<std::string> gone;
-    for (const auto& [uid, p] : pod_runs)
-      if (seen.count(uid) == 0) gone.push_back(uid);
-    for (const auto& uid : gone)
-      pod_gone(uid);
-    for (auto it = pods_done.begin(); it != pods_done.end();)
-      it = seen.count(*it) == 0 ? pods_done.erase(it) : std::next(it);
-    watch_options wo;
-    wo.resource_version = l->resource_version;
-    auto w = st->watch(pods, "", wo);
-    if (!w) {
-      logger()->warn("watch pods: {}", w.error().message);
-      return false;
-    }
-    pod_watch = std::move(*w);
-    return true;
+    pod_watch = list_and_watch(
+        pods, "pods", [this](const json::value& o) { observe_pod(o); }, pod_runs,
+        [this](const std::string& uid) { pod_gone(uid); }, pods_done);
+    return pod_watch != nullptr;
   }
 
   void handle_pod_line(const std::string& line) {
