@@ -24,6 +24,14 @@ struct status_state {
   static constexpr const char* name = "pfs_status";
   pfs_status_settings settings;
   std::set<std::string> rechecking;  // keys with a recheck timer armed
+  // What the Secrets looked like, per key, and for which generation: a pod's change (every
+  // report is one) reuses it instead of reading the Secrets again.
+  struct seen_secrets {
+    int64_t generation = 0;
+    std::chrono::steady_clock::time_point at;
+    pfs_secrets secrets;
+  };
+  std::map<std::string, seen_secrets> secrets;
 };
 
 using self_ptr = listener_actor::stateful_pointer<status_state>;
@@ -123,11 +131,16 @@ void events_for(self_ptr self, const event_subject& about,
   }
 }
 
-void reconcile(self_ptr self, const std::string& key) {
+constexpr std::chrono::seconds k_secrets_fresh{60};
+
+void reconcile(self_ptr self, const std::string& key, bool pod_change = false) {
   auto& st = self->state;
   if (!st.settings.leading()) return;
   auto h = st.settings.syncs->cache().get(key);
-  if (!h || h->meta.deleting) return;
+  if (!h || h->meta.deleting) {
+    st.secrets.erase(key);
+    return;
+  }
   auto doc = h->parse();
   if (!doc) return;
   const auto about = subject_of(h->meta, *doc);
@@ -140,7 +153,7 @@ void reconcile(self_ptr self, const std::string& key) {
       cur.conditions = config::parse_conditions(s->at("conditions"), "", ignored);
       cur.observed_generation = s->get_int("observedGeneration");
     }
-    auto next = cur;  // pods and lastSync are not touched by a merge patch without them
+    auto next = cur;  // which pods it selects is unknown while the spec is invalid: none listed
     const auto& before = cur.conditions;
     const int64_t gen = doc->at_path({"metadata", "generation"})
                             ? doc->at_path({"metadata", "generation"})->as_int()
@@ -153,7 +166,15 @@ void reconcile(self_ptr self, const std::string& key) {
     events_for(self, about, before, next.conditions);
     return write_status(self, h->meta, cur, next);
   }
-  auto secrets = look_at_secrets(self, *parsed, about);
+  auto& seen = st.secrets[key];
+  const auto now = std::chrono::steady_clock::now();
+  if (!pod_change || seen.generation != parsed->metadata.generation ||
+      now - seen.at >= k_secrets_fresh) {
+    seen.secrets = look_at_secrets(self, *parsed, about);
+    seen.generation = parsed->metadata.generation;
+    seen.at = now;
+  }
+  const auto secrets = seen.secrets;
   std::vector<json::value> pods;
   for (const auto& p : st.settings.pods->cache().list_namespace(h->meta.ns))
     if (auto pd = p->parse()) pods.push_back(std::move(*pd));
@@ -181,7 +202,7 @@ listener_actor::behavior_type status_actor(self_ptr self, pfs_status_settings s)
         // A pod changed: every PodFilesystemSync of its namespace may select it.
         auto ns = key.substr(0, key.find('/'));
         for (const auto& h : st.settings.syncs->cache().list_namespace(ns))
-          reconcile(self, h->meta.ns + "/" + h->meta.name);
+          reconcile(self, h->meta.ns + "/" + h->meta.name, true);
       },
   };
 }
