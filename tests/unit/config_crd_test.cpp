@@ -12,12 +12,14 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/bucketsync.hpp"
 #include "config/datasync.hpp"
 #include "config/podfilesystemsync.hpp"
 #include "config/sharedconfig.hpp"
+#include "config/sharedvolume.hpp"
 #include "runtime/json/value.hpp"
 
 namespace fs = std::filesystem;
@@ -719,5 +721,91 @@ TEST(Crd, PodFilesystemSyncExampleAndBadValues) {
     std::string where(path.back());
     EXPECT_FALSE(schema_errors(crd, obj).empty()) << where << " accepted by the schema";
     EXPECT_FALSE(parse_podfilesystemsync(obj).has_value()) << where << " accepted by the parser";
+  }
+}
+
+// Both volume kinds share one schema: names, scope, fields as the parser reads and the status
+// writes, the example, and bad values refused by both the schema and the parser.
+TEST(Crd, SharedVolumeKindsNamesStructureFieldsAndExamples) {
+  for (const auto& [plural, kind, scope] :
+       {std::tuple{"sharedvolumes", k_sharedvolume_kind, "Namespaced"},
+        std::tuple{"clustersharedvolumes", k_cluster_sharedvolume_kind, "Cluster"}}) {
+    auto crd = load_crd(plural);
+    EXPECT_EQ(crd.at_path({"spec", "scope"})->as_string(), scope);
+    EXPECT_EQ(crd.at_path({"spec", "names"})->get_string("kind"), kind);
+    std::vector<std::string> errors;
+    check_structural(root_schema(crd), "", errors);
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    const auto& v = version_of(crd);
+    for (const auto& c : v.at("additionalPrinterColumns")->as_array())
+      EXPECT_TRUE(c.at("jsonPath")->as_string() == ".metadata.creationTimestamp" ||
+                  path_in_schema(root_schema(crd), c.at("jsonPath")->as_string()))
+          << c.at("jsonPath")->as_string();
+    const auto* spec = root_schema(crd).at_path({"properties", "spec"});
+    const auto* status = root_schema(crd).at_path({"properties", "status"});
+    ASSERT_TRUE(spec && status);
+    EXPECT_EQ(keys(spec->at("properties")), as_strings(sharedvolume_spec_fields()));
+    EXPECT_EQ(keys(spec->at_path({"properties", "source", "properties"})),
+              as_strings(sharedvolume_source_fields()));
+    EXPECT_EQ(keys(spec->at_path({"properties", "storage", "properties"})),
+              as_strings(sharedvolume_storage_fields()));
+    EXPECT_EQ(keys(status->at("properties")), as_strings(sharedvolume_status_fields()));
+    sharedvolume_status full;
+    full.phase = "Ready";
+    full.nfs_server = "docs-nfs.team-a.svc.cluster.local";
+    full.nfs_path = "/";
+    full.revision = "4f2c9e1";
+    full.last_sync_time = sys_seconds(std::chrono::seconds(1'800'000'000));
+    full.last_sync_result = "Succeeded";
+    full.last_sync_message = "m";
+    full.consumers.push_back({"team-a", 2});
+    auto written = to_json(full);
+    EXPECT_EQ(keys(&written), as_strings(sharedvolume_status_fields()));
+    // The CRD's own copy of the other kind's schema is the same.
+    EXPECT_EQ(json::dump(*root_schema(crd).at("properties")),
+              json::dump(*root_schema(load_crd("sharedvolumes")).at("properties")));
+  }
+  int examples = 0;
+  for (const auto& doc : load_documents(source_dir() / "docs/examples/sharedvolume.yaml")) {
+    ++examples;
+    bool cluster = doc.get_string("kind") == k_cluster_sharedvolume_kind;
+    auto crd = load_crd(cluster ? "clustersharedvolumes" : "sharedvolumes");
+    EXPECT_TRUE(schema_errors(crd, doc).empty()) << schema_errors(crd, doc).front();
+    std::vector<std::string> warnings;
+    auto v = parse_sharedvolume(doc, &warnings);
+    ASSERT_TRUE(v.has_value()) << v.error().message;
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+    EXPECT_EQ(v->cluster, cluster);
+    auto with_status = doc;
+    sharedvolume_status st;
+    st.phase = "Pending";
+    with_status.as_object().set("status", to_json(st));
+    EXPECT_TRUE(schema_errors(crd, with_status).empty()) << schema_errors(crd, with_status).front();
+  }
+  EXPECT_EQ(examples, 2);
+
+  auto crd = load_crd("sharedvolumes");
+  const auto example = load_documents(source_dir() / "docs/examples/sharedvolume.yaml")[0];
+  std::vector<std::pair<std::vector<std::string_view>, json::value>> bad = {
+      {{"source"}, nullptr},
+      {{"source", "git", "url"}, nullptr},
+      {{"source", "git", "url"}, ""},
+      {{"source", "git", "ref", "commit"}, "not-a-sha"},
+      {{"source", "git", "secretRef"}, json::object{}},
+      {{"readOnly"}, "yes"},
+      {{"storage", "external"}, json::object{}},
+  };
+  for (const auto& [path, value] : bad) {
+    auto obj = example;
+    json::value* at = &obj["spec"];
+    for (size_t i = 0; i + 1 < path.size(); ++i)
+      at = &(*at)[path[i]];
+    if (value.is_null())
+      at->as_object().erase(path.back());
+    else
+      at->as_object().set(path.back(), value);
+    std::string where(path.back());
+    EXPECT_FALSE(schema_errors(crd, obj).empty()) << where << " accepted by the schema";
+    EXPECT_FALSE(parse_sharedvolume(obj).has_value()) << where << " accepted by the parser";
   }
 }
