@@ -25,7 +25,7 @@ inline constexpr std::string_view k_cluster_sharedvolume_kind = "ClusterSharedVo
 inline constexpr std::chrono::seconds k_default_sync_interval{300};
 inline constexpr std::chrono::seconds k_min_sync_interval{10};
 inline constexpr std::chrono::seconds k_default_sync_timeout{600};
-inline constexpr std::string_view k_default_volume_size = "1Gi";
+inline constexpr std::string_view k_default_shared_volume_size = "1Gi";
 
 enum class volume_source_type { git, s3, sftp, http };
 std::string_view to_string(volume_source_type t);
@@ -47,7 +47,7 @@ struct volume_source {
 struct volume_storage {
   bool external = false;
   // dynamic: the NFS server's backing claim.
-  std::string size = std::string(k_default_volume_size);  // a quantity, as written
+  std::string size = std::string(k_default_shared_volume_size);  // a quantity, as written
   std::optional<std::string> storage_class_name;          // unset: the cluster default
   // external: an NFS server the user runs.
   std::string server;
