@@ -16,6 +16,7 @@
 #include "actors/lock_manager.hpp"
 #include "actors/pfs_status.hpp"
 #include "actors/sharedconfig_status.hpp"
+#include "actors/sharedvolume_controller.hpp"
 #include "actors/type_ids.hpp"
 #include "actors/watcher.hpp"
 #include "actors/webhook_setup.hpp"
@@ -89,6 +90,8 @@ struct manager::impl {
   std::unique_ptr<webhook::server> webhook_server;
   std::vector<watcher_actor> pfs_watchers;
   listener_actor pfs_status;
+  listener_actor sharedvolume_controller;
+  std::shared_ptr<watched> sharedvolumes, cluster_sharedvolumes;
   std::thread webhook_thread;
   std::mutex webhook_mu;
   std::condition_variable webhook_cv;
@@ -297,6 +300,25 @@ expected<uint16_t> manager::start_webhook(webhook_settings settings,
   server_opts.tls = tls->material.serving;
   server_opts.posts["/report"] =
       make_report_handler(m.client, tls->material.report_key, m.options.metrics);
+  // SharedVolume and ClusterSharedVolume: the mounting webhook and the syncers' reports.
+  auto volume_objects = settings.volumes;
+  volume_objects.controller_namespace = m.options.ns;
+  volume_objects.report_ca = inj.report_ca;
+  m.sharedvolumes = make_watched(m.client, m.loop, sharedvolumes_resource(), wns);
+  m.cluster_sharedvolumes = make_watched(m.client, m.loop, clustersharedvolumes_resource(), "");
+  watch::watcher_options consumer_pods;
+  consumer_pods.label_selector = std::string(config::k_shared_volume_consumer_label) + "=true";
+  auto consumers = make_watched(m.client, m.loop, k8s::resources::pods(), wns, consumer_pods);
+  watch::watcher_options owned;
+  owned.label_selector = std::string(config::k_shared_volume_id_label);
+  auto volume_deployments =
+      make_watched(m.client, m.loop, {"apps", "v1", "deployments", "Deployment", true}, "", owned);
+  auto volume_claims =
+      make_watched(m.client, m.loop, k8s::resources::persistentvolumeclaims(), "", owned);
+  server_opts.reviews[settings.registration.volumes_path] =
+      make_mount_handler(m.client, m.sharedvolumes, m.cluster_sharedvolumes, volume_objects);
+  server_opts.posts["/volume-report"] =
+      make_volume_report_handler(m.client, tls->material.report_key);
   auto server = webhook::server::start(
       [holder, syncs](const json::value& review) -> expected<json::value> {
         config::pod_decider decide;
@@ -341,6 +363,28 @@ expected<uint16_t> manager::start_webhook(webhook_settings settings,
   m.pfs_status = spawn_pfs_status(*m.sys, std::move(ps));
   for (const auto& w : m.pfs_watchers)
     caf::anon_send(w, atom::subscribe_v, m.pfs_status);
+  sharedvolume_settings vs;
+  vs.volumes = m.sharedvolumes;
+  vs.cluster_volumes = m.cluster_sharedvolumes;
+  vs.consumers = consumers;
+  vs.deployments = volume_deployments;
+  vs.claims = volume_claims;
+  vs.client = &m.client;
+  vs.events = m.options.events_client;
+  vs.leading = leading;
+  vs.objects = volume_objects;
+  if (auto at = settings.report_url.rfind("/report"); at != std::string::npos)
+    vs.objects.report_url = settings.report_url.substr(0, at) + "/volume-report";
+  vs.report_key = tls->material.report_key;
+  std::vector<watcher_actor> volume_watchers;
+  for (const auto& w :
+       {m.sharedvolumes, m.cluster_sharedvolumes, consumers, volume_deployments, volume_claims})
+    volume_watchers.push_back(m.sys->spawn(watcher, w));
+  m.sharedvolume_controller = spawn_sharedvolume_controller(*m.sys, std::move(vs));
+  for (const auto& w : volume_watchers) {
+    caf::anon_send(w, atom::subscribe_v, m.sharedvolume_controller);
+    m.pfs_watchers.push_back(w);
+  }
   m.webhook_thread = std::thread(
       [&m, settings = std::move(settings), leading, syncs, material = tls->material]() mutable {
         m.webhook_maintenance(std::move(settings), std::move(leading), std::move(syncs),
@@ -388,9 +432,15 @@ void manager::impl::webhook_maintenance(webhook_settings s, std::function<bool()
     }
     // A new leader, and every round: recompute every status (Secrets are not watched).
     const bool lead = synced && leading();
-    if (lead && (!was_leading || due))
+    if (lead && (!was_leading || due)) {
       for (const auto& key : syncs->cache().keys())
         caf::anon_send(pfs_status, atom::changed_v, std::string("podfilesystemsyncs"), key);
+      for (const auto& key : sharedvolumes->cache().keys())
+        caf::anon_send(sharedvolume_controller, atom::changed_v, std::string("sharedvolumes"), key);
+      for (const auto& key : cluster_sharedvolumes->cache().keys())
+        caf::anon_send(sharedvolume_controller, atom::changed_v,
+                       std::string("clustersharedvolumes"), key);
+    }
     was_leading = lead;
     lock.lock();
     webhook_cv.wait_for(lock, registered ? std::chrono::seconds(1) : std::chrono::milliseconds(100),
@@ -415,9 +465,11 @@ void manager::stop() {
     for (auto& w : m.pfs_watchers)
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(m.pfs_status, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(m.sharedvolume_controller, caf::exit_reason::user_shutdown);
     caf::scoped_actor self{*m.sys};
-    self->wait_for(m.pfs_status);
+    self->wait_for(m.pfs_status, m.sharedvolume_controller);
     m.pfs_status = nullptr;
+    m.sharedvolume_controller = nullptr;
     m.pfs_watchers.clear();
   }
   if (m.config_server) m.config_server->stop();  // ends long-polls, finishes requests

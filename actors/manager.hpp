@@ -18,6 +18,7 @@
 #include "config/datasync_job.hpp"
 #include "config/job_builder.hpp"
 #include "config/pod_injection.hpp"
+#include "config/sharedvolume_objects.hpp"
 #include "runtime/configapi/server.hpp"
 #include "runtime/error.hpp"
 #include "runtime/http/loop.hpp"
@@ -61,6 +62,7 @@ struct webhook_settings {
   std::vector<std::string> cert_names;        // the serving certificate's names
   std::string report_url;                     // where agents report; "" turns reports off
   config::injection_settings injection;       // image, native sidecars; reports filled in
+  config::volume_settings volumes;  // SharedVolume objects: images; namespace and reports filled in
   // How often the Secret is checked for rotation, the configuration repaired and every
   // PodFilesystemSync's status recomputed.
   std::chrono::seconds check_every{300};

@@ -105,12 +105,12 @@ expected<bool> ensure_webhook_registration(k8s::client& client,
   }
   if (!have) return help(have.error(), "reading");
   const auto* hooks = have->at("webhooks");
+  const auto& wanted = want.at("webhooks")->as_array();
   // Compare what we set: the API server adds defaults (namespaceSelector, ...) we do not own.
-  bool same = hooks != nullptr && hooks->is_array() && hooks->as_array().size() == 1;
-  if (same) {
-    const auto& h = hooks->as_array()[0];
-    const auto& w = want.at("webhooks")->as_array()[0];
-    for (const auto& [k, v] : w.as_object()) {
+  bool same = hooks != nullptr && hooks->is_array() && hooks->as_array().size() == wanted.size();
+  for (size_t i = 0; same && i < wanted.size(); ++i) {
+    const auto& h = hooks->as_array()[i];
+    for (const auto& [k, v] : wanted[i].as_object()) {
       const auto* got = h.at(k);
       if (got == nullptr || json::dump(*got) != json::dump(v)) {
         same = false;

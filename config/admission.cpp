@@ -44,41 +44,65 @@ expected<json::value> answer_admission_review(const json::value& review,
                                   {"response", std::move(response)}});
 }
 
-json::value mutating_webhook_configuration(const webhook_registration& r) {
+namespace {
+
+json::value client_config(const webhook_registration& r, const std::string& path) {
   json::object client;
   if (!r.url.empty()) {
-    client.set("url", r.url);
+    // The same scheme and authority, this path.
+    auto slash = r.url.find('/', r.url.find("://") + 3);
+    client.set("url", (slash == std::string::npos ? r.url : r.url.substr(0, slash)) + path);
   } else {
     client.set("service", json::object{{"namespace", r.service_namespace},
                                        {"name", r.service_name},
-                                       {"path", r.path},
+                                       {"path", path},
                                        {"port", static_cast<int64_t>(r.service_port)}});
   }
   client.set("caBundle", base64::encode(r.ca_bundle_pem));
-  json::object hook{
-      {"name", "pods.tidesync.io"},
+  return json::value(std::move(client));
+}
+
+json::object hook_of(const webhook_registration& r, const char* name, const std::string& path) {
+  return json::object{
+      {"name", name},
       {"admissionReviewVersions", json::array{"v1"}},
-      {"clientConfig", std::move(client)},
+      {"clientConfig", client_config(r, path)},
       {"rules", json::array{json::object{{"operations", json::array{"CREATE"}},
                                          {"apiGroups", json::array{""}},
                                          {"apiVersions", json::array{"v1"}},
                                          {"resources", json::array{"pods"}},
                                          {"scope", "Namespaced"}}}},
-      {"objectSelector",
-       json::object{{"matchLabels", json::object{{std::string(k_volume_syncing_label), "true"}}}}},
       {"failurePolicy", "Ignore"},
       {"matchPolicy", "Equivalent"},
-      {"sideEffects", "None"},
+      {"sideEffects", "NoneOnDryRun"},
       {"timeoutSeconds", static_cast<int64_t>(r.timeout_seconds)},
       {"reinvocationPolicy", "IfNeeded"},
   };
+}
+
+}  // namespace
+
+json::value mutating_webhook_configuration(const webhook_registration& r) {
+  auto pods = hook_of(r, "pods.tidesync.io", r.path);
+  pods.set("sideEffects", "None");
+  pods.set(
+      "objectSelector",
+      json::object{{"matchLabels", json::object{{std::string(k_volume_syncing_label), "true"}}}});
+  // Mounting a shared volume makes the namespace's PV and PVC when missing: a side effect,
+  // skipped on dry runs.
+  auto volumes = hook_of(r, "volumes.tidesync.io", r.volumes_path);
+  volumes.set("namespaceSelector",
+              json::object{{"matchExpressions",
+                            json::array{json::object{{"key", "kubernetes.io/metadata.name"},
+                                                     {"operator", "NotIn"},
+                                                     {"values", json::array{"kube-system"}}}}}});
   return json::value(json::object{
       {"apiVersion", "admissionregistration.k8s.io/v1"},
       {"kind", "MutatingWebhookConfiguration"},
       {"metadata",
        json::object{{"name", r.name},
                     {"labels", json::object{{"app.kubernetes.io/managed-by", "tidesync"}}}}},
-      {"webhooks", json::array{std::move(hook)}},
+      {"webhooks", json::array{std::move(pods), std::move(volumes)}},
   });
 }
 

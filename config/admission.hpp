@@ -35,6 +35,9 @@ struct webhook_registration {
   int service_port = 443;
   std::string url;
   std::string path = "/mutate-pods";
+  // The second webhook (SharedVolume mounts, docs/sharedvolume.md): every pod CREATE outside
+  // kube-system; with `url`, the same server and this path.
+  std::string volumes_path = "/mount-volumes";
   std::string ca_bundle_pem;  // the CA that signed the serving certificate
   // A controller that is down or slow never blocks pod creation: Ignore, and a short timeout.
   int timeout_seconds = 5;
@@ -43,7 +46,9 @@ struct webhook_registration {
 // The MutatingWebhookConfiguration: Pod CREATE only, only pods labelled
 // tidesync.io/volume-syncing=true (objectSelector), failurePolicy Ignore, sideEffects None,
 // admissionReviewVersions v1, reinvocationPolicy IfNeeded (another webhook adding a container
-// after us gets our answer again; a second admission is a no-op).
+// after us gets our answer again; a second admission is a no-op). A second webhook,
+// volumes.tidesync.io, sends every pod CREATE outside kube-system to `volumes_path` (pods name
+// shared volumes by annotation, which no selector can see), also Ignore with the timeout.
 json::value mutating_webhook_configuration(const webhook_registration& r);
 
 }  // namespace tidesync::config

@@ -112,18 +112,20 @@ expected<std::unique_ptr<server>> server::start(review_handler handler, server_o
   http.set_read_timeout(10);
   http.set_write_timeout(10);
   http.set_payload_max_length(i->opts.max_body);
-  auto* self = i.get();
-  http.Post(i->opts.path, [self](const httplib::Request& req, httplib::Response& res) {
-    auto body = json::parse(req.body);
-    if (!body || !body->is_object())
-      return send_error(res, 400, "the body is not a JSON AdmissionReview");
-    auto answer = self->handler(*body);
-    if (!answer) {
-      int status = answer.error().code == errc::bad_request ? 400 : 500;
-      return send_error(res, status, answer.error().message);
-    }
-    send_json(res, 200, *answer);
-  });
+  i->opts.reviews[i->opts.path] = i->handler;
+  for (const auto& [path, handle] : i->opts.reviews) {
+    http.Post(path, [handle](const httplib::Request& req, httplib::Response& res) {
+      auto body = json::parse(req.body);
+      if (!body || !body->is_object())
+        return send_error(res, 400, "the body is not a JSON AdmissionReview");
+      auto answer = handle(*body);
+      if (!answer) {
+        int status = answer.error().code == errc::bad_request ? 400 : 500;
+        return send_error(res, status, answer.error().message);
+      }
+      send_json(res, 200, *answer);
+    });
+  }
   for (const auto& [path, handle] : i->opts.posts) {
     http.Post(path, [handle](const httplib::Request& req, httplib::Response& res) {
       auto body = json::parse(req.body);

@@ -35,6 +35,8 @@ struct server_options {
   int threads = 8;
   // The API server sends small reviews: larger bodies are refused (413).
   size_t max_body = 4u << 20;
+  // More AdmissionReview routes by path (another webhook of the configuration).
+  std::map<std::string, review_handler> reviews;
   // More JSON POST routes by path (e.g. "/report").
   std::map<std::string, post_handler> posts;
 };
