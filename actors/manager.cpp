@@ -376,6 +376,7 @@ expected<uint16_t> manager::start_webhook(webhook_settings settings,
   if (auto at = settings.report_url.rfind("/report"); at != std::string::npos)
     vs.objects.report_url = settings.report_url.substr(0, at) + "/volume-report";
   vs.report_key = tls->material.report_key;
+  vs.claim_grace = settings.volume_claim_grace;
   std::vector<watcher_actor> volume_watchers;
   for (const auto& w :
        {m.sharedvolumes, m.cluster_sharedvolumes, consumers, volume_deployments, volume_claims})

@@ -63,6 +63,7 @@ struct webhook_settings {
   std::string report_url;                     // where agents report; "" turns reports off
   config::injection_settings injection;       // image, native sidecars; reports filled in
   config::volume_settings volumes;  // SharedVolume objects: images; namespace and reports filled in
+  std::chrono::seconds volume_claim_grace{30};
   // How often the Secret is checked for rotation, the configuration repaired and every
   // PodFilesystemSync's status recomputed.
   std::chrono::seconds check_every{300};

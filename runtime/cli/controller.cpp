@@ -64,6 +64,10 @@ Flags:
                                     (default tidesync-pod-injection)
   --native-sidecars=false           inject the syncing sidecar as a plain container (Kubernetes
                                     before 1.29); default: a native sidecar
+  --nfs-image IMAGE                 the NFS server of SharedVolumes with dynamic storage (default
+                                    itsthenetwork/nfs-server-alpine:12)
+  --volume-claim-grace D            a namespace keeps its claim of a SharedVolume this long after
+                                    its last consumer pod is gone (default 30s)
   --kube-api-qps Q, --kube-api-burst N   client-side rate limit (default 50, 100); lock Lease
                                     writes and Events each have a budget of the same size
   -h, --help                        show this help
@@ -170,6 +174,10 @@ std::string parse_controller_flags(int argc, char** argv, controller_flags& out,
       if (v == nullptr || end == v || *end != '\0' || n < 1 || n > 65535)
         return "--webhook-service-port needs a port number 1-65535";
       out.webhook_service_port = static_cast<int>(n);
+    } else if (is("--nfs-image")) {
+      err = text("--nfs-image", out.nfs_image);
+    } else if (is("--volume-claim-grace")) {
+      err = duration("--volume-claim-grace", out.volume_claim_grace);
     } else if (a == "--native-sidecars" || a == "--native-sidecars=true") {
       out.native_sidecars = true;
     } else if (a == "--native-sidecars=false") {
@@ -229,7 +237,12 @@ actors::webhook_settings webhook_settings_of(const controller_flags& f) {
     w.report_url = "https://" + f.webhook_service + "." + f.ns +
                    ".svc:" + std::to_string(f.webhook_service_port) + "/report";
   }
-  if (!f.agent_image.empty()) w.injection.image = f.agent_image;
+  if (!f.agent_image.empty()) {
+    w.injection.image = f.agent_image;
+    w.volumes.agent_image = f.agent_image;
+  }
+  if (!f.nfs_image.empty()) w.volumes.nfs_image = f.nfs_image;
+  w.volume_claim_grace = f.volume_claim_grace;
   w.injection.native_sidecars = f.native_sidecars;
   return w;
 }

@@ -41,6 +41,10 @@ struct controller_flags {
   std::string webhook_url;  // instead of the Service (simulate); "{port}": the bound port
   std::string webhook_config = "tidesync-pod-injection";
   bool native_sidecars = true;  // Kubernetes >= 1.29
+  // SharedVolume (docs/sharedvolume.md): the NFS server image, and how long a namespace keeps
+  // its claim of a volume after its last consumer pod.
+  std::string nfs_image;  // "" : the default
+  std::chrono::seconds volume_claim_grace{30};
 };
 
 // Parses `tidesync controller` flags; returns an error message ("" on success). `help` is

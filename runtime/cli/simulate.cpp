@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "config/validation.hpp"
 #include "runtime/apiserver/kubelet.hpp"
 #include "runtime/apiserver/manifest.hpp"
 #include "runtime/apiserver/server.hpp"
@@ -29,7 +30,8 @@ namespace {
 
 constexpr const char* kUsage =
     R"(Usage: tidesync simulate [--port N] [--kubeconfig PATH] [--data-dir DIR]
-                         [--no-controller] [--no-kubelet] [--history N] [MANIFEST_OR_DIR ...]
+                         [--no-controller] [--no-kubelet] [--volume-claim-grace D]
+                         [--history N] [MANIFEST_OR_DIR ...]
 
 Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
 (discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
@@ -49,6 +51,7 @@ Flags:
                      --kubeconfig ...` yourself, e.g. to try leader election)
   --no-kubelet       do not run Jobs or Pods (Jobs get no pods, Pods stay Pending, as on a
                      cluster with no nodes)
+  --volume-claim-grace D  the controller's --volume-claim-grace (default 30s)
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
   -h, --help         show this help
@@ -148,6 +151,7 @@ int run_simulate(int argc, char** argv) {
   std::string kubeconfig, data_dir = "./.tidesync-sim";
   size_t history = 10000;
   bool run_kubelet = true;
+  std::chrono::seconds volume_claim_grace{30};
   bool run_controller = true;
   std::vector<std::string> manifests;
   for (int i = 1; i < argc; ++i) {
@@ -186,6 +190,12 @@ int run_simulate(int argc, char** argv) {
       if (v == nullptr || *end != '\0' || n < 1)
         return usage_error("--history needs a positive number");
       history = static_cast<size_t>(n);
+    } else if (is("--volume-claim-grace")) {
+      const char* v = value("--volume-claim-grace");
+      auto d = v != nullptr ? config::parse_duration(v) : make_error(errc::invalid, "");
+      if (!d || d->count() < 0)
+        return usage_error("--volume-claim-grace needs a duration such as 30s");
+      volume_claim_grace = *d;
     } else if (a == "--no-kubelet") {
       run_kubelet = false;
     } else if (a == "--no-controller") {
@@ -314,6 +324,7 @@ int run_simulate(int argc, char** argv) {
     // calls it on pod creation (PodFilesystemSync).
     cf.webhook_addr = "127.0.0.1:0";
     cf.webhook_url = "https://127.0.0.1:{port}/mutate-pods";
+    cf.volume_claim_grace = volume_claim_grace;
     k8s::connection_config conn;
     conn.server = "http://127.0.0.1:" + std::to_string(*bound);
     controller_thread = std::thread([cf, conn, &stop_controller, &controller_exit] {
