@@ -153,4 +153,13 @@ TEST(AdmissionReview, TheWebhookConfigurationNeverBlocksUnrelatedPods) {
   c = mutating_webhook_configuration(r);
   EXPECT_EQ(json::dump(*c.at("webhooks")->as_array().at(0).at("clientConfig")),
             R"({"url":"https://127.0.0.1:9443/mutate-pods","caBundle":"UEVN"})");
+  // The second webhook: every pod outside kube-system, to the mounting path, also Ignore.
+  const auto& volumes = c.at("webhooks")->as_array().at(1);
+  EXPECT_EQ(volumes.get_string("name"), "volumes.tidesync.io");
+  EXPECT_EQ(json::dump(*volumes.at("clientConfig")),
+            R"({"url":"https://127.0.0.1:9443/mount-volumes","caBundle":"UEVN"})");
+  EXPECT_EQ(volumes.get_string("failurePolicy"), "Ignore");
+  EXPECT_EQ(volumes.get_string("sideEffects"), "NoneOnDryRun");
+  EXPECT_EQ(volumes.at("objectSelector"), nullptr);
+  EXPECT_NE(json::dump(*volumes.at("namespaceSelector")).find("kube-system"), std::string::npos);
 }
