@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/apiserver/admission.hpp"
+#include "runtime/apiserver/deployment_logic.hpp"
 #include "runtime/apiserver/store.hpp"
 #include "runtime/base64.hpp"
 #include "runtime/json/value.hpp"
@@ -387,15 +389,28 @@ struct pod_run {
   }
 };
 
+// A Deployment this kubelet plays the Deployment (and ReplicaSet) controller for.
+struct deploy_run {
+  std::string ns, name;
+  bool dirty = true;               // an event came: reconcile at the next tick
+  steady::time_point next_sync{};  // reconciled at least this often anyway (minReadySeconds,
+                                   // progressDeadlineSeconds, a failed create)
+  std::string create_error;        // the last Pod create failed: the ReplicaFailure message
+  steady::time_point retry_create_at{};
+};
+
 struct kubelet::state {
-  resource_type jobs, pods, secrets, configmaps;
-  std::unique_ptr<watch_stream> watch;      // Jobs
-  std::unique_ptr<watch_stream> pod_watch;  // Pods (bare ones are run, deletions finished)
-  std::map<std::string, job_run> runs;      // Job uid → run
-  std::set<std::string> done;               // uids of Jobs that finished (nothing more to do)
-  std::vector<dying_process> dying;         // processes of deleted Jobs/Pods, being killed
-  std::map<std::string, pod_run> pod_runs;  // bare Pod uid → run
-  std::set<std::string> pods_done;          // uids of bare Pods that ended (or were lost)
+  resource_type jobs, pods, secrets, configmaps, deployments;
+  std::unique_ptr<watch_stream> watch;         // Jobs
+  std::unique_ptr<watch_stream> pod_watch;     // Pods (bare ones are run, deletions finished)
+  std::unique_ptr<watch_stream> deploy_watch;  // Deployments
+  std::map<std::string, deploy_run> deploys;   // Deployment uid → run
+  std::set<std::string> deploys_done;          // unused: a Deployment is never done
+  std::map<std::string, job_run> runs;         // Job uid → run
+  std::set<std::string> done;                  // uids of Jobs that finished (nothing more to do)
+  std::vector<dying_process> dying;            // processes of deleted Jobs/Pods, being killed
+  std::map<std::string, pod_run> pod_runs;     // bare Pod uid → run
+  std::set<std::string> pods_done;             // uids of bare Pods that ended (or were lost)
   uint64_t start_seq = 0;
 
   store* st = nullptr;
@@ -1074,6 +1089,7 @@ struct kubelet::state {
       runs.erase(uid);
       done.insert(uid);
     }
+    sync_deployments();
     std::vector<std::string> over;
     for (auto& [uid, p] : pod_runs)
       if (!advance(p)) over.push_back(uid);
@@ -1095,6 +1111,121 @@ struct kubelet::state {
         it->killed = true;
       }
       ++it;
+    }
+  }
+
+  // --- the Deployment controller ---------------------------------------------------------
+  // A Deployment was added or changed: it is reconciled at the next tick.
+  void observe_deploy(const json::value& d) {
+    const auto* meta = d.at("metadata");
+    if (meta == nullptr) return;
+    auto& r = deploys[std::string(meta->get_string("uid"))];
+    r.ns = std::string(meta->get_string("namespace"));
+    r.name = std::string(meta->get_string("name"));
+    r.dirty = true;
+  }
+
+  // A Deployment is gone. The store's ownerReference cascade deletes its Pods (gracefully);
+  // any it did not reach go now. An orphaning delete dropped their references first, so those
+  // are not found here and run on as bare Pods, as in Kubernetes.
+  void deploy_gone(const std::string& uid) {
+    auto it = deploys.find(uid);
+    if (it == deploys.end()) return;
+    for (const auto& pod : deployment_pods(it->second.ns, uid))
+      if (!has_deletion(pod)) {
+        const auto* m = pod.at("metadata");
+        (void)st->remove(pods, it->second.ns, std::string(m->get_string("name")));
+      }
+    logger()->info("deployment {}/{}: deleted", it->second.ns, it->second.name);
+    deploys.erase(it);
+  }
+
+  // Every Pod of namespace `ns` that Deployment `uid` controls (being deleted included).
+  std::vector<json::value> deployment_pods(const std::string& ns, const std::string& uid) {
+    std::vector<json::value> out;
+    auto l = st->list(pods, ns, {});
+    if (!l) return out;
+    for (const auto& o : l->items)
+      if (controlling_deployment(o->obj) == uid) out.push_back(o->obj);
+    return out;
+  }
+
+  // A Pod event: the Deployment that controls the Pod (if any) is reconciled at the next tick.
+  void pod_changed(const json::value& pod) {
+    std::string owner = controlling_deployment(pod);
+    if (owner.empty()) return;
+    if (auto it = deploys.find(owner); it != deploys.end()) it->second.dirty = true;
+  }
+
+  void sync_deployments() {
+    auto now = steady::now();
+    for (auto& [uid, r] : deploys) {
+      if (!r.dirty && now < r.next_sync) continue;
+      r.dirty = false;
+      r.next_sync = now + std::chrono::seconds(1);
+      reconcile_deployment(uid, r);
+    }
+  }
+
+  // Level-based: reads the Deployment and its Pods from the store, deletes and creates Pods as
+  // deployment_logic plans it, then writes the status (when it changed) from the Pods as they
+  // are now.
+  void reconcile_deployment(const std::string& uid, deploy_run& r) {
+    auto cur = st->get(deployments, r.ns, r.name);
+    if (!cur || (*cur)->uid != uid) return;  // gone: its DELETED event follows
+    const json::value& dep = (*cur)->obj;
+    if (has_deletion(dep)) return;  // its Pods go with it (the cascade)
+    auto now = std::chrono::system_clock::now();
+    auto owned = deployment_pods(r.ns, uid);
+    auto plan = plan_deployment(dep, owned, now);
+    bool may_create = plan.create > 0 && steady::now() >= r.retry_create_at;
+    if (!plan.reason.empty() && (!plan.remove.empty() || may_create))
+      logger()->info("deployment {}/{}: {}", r.ns, r.name, plan.reason);
+    for (const auto& p : plan.remove) {
+      delete_options o;
+      o.precondition_uid = p.uid;
+      auto rm = st->remove(pods, r.ns, p.name, o);
+      if (!rm && rm.error().code != errc::not_found && rm.error().code != errc::conflict)
+        logger()->warn("deployment {}/{}: cannot delete pod {}: {}", r.ns, r.name, p.name,
+                       rm.error().message);
+    }
+    if (plan.create == 0) r.create_error.clear();
+    if (may_create) {
+      for (int64_t i = 0; i < plan.create; ++i) {
+        auto failed = create_deployment_pod(dep, plan.hash, r);
+        if (failed) {
+          if (*failed != r.create_error)
+            logger()->warn("deployment {}/{}: cannot create a pod: {}", r.ns, r.name, *failed);
+          r.create_error = *failed;
+          r.retry_create_at = steady::now() + std::chrono::seconds(1);
+          break;
+        }
+        r.create_error.clear();
+      }
+    }
+    if (!plan.remove.empty() || plan.create > 0) owned = deployment_pods(r.ns, uid);
+    auto status = deployment_status(dep, owned, now, r.create_error);
+    const auto* old = dep.at("status");
+    if (old == nullptr || json::dump(*old) != json::dump(status))
+      write_status(deployments, r.ns, r.name, status);
+  }
+
+  // Creates one Pod of the template, through the mutating admission webhooks as the
+  // ReplicaSet controller's creates go through kube-apiserver's. Returns why it failed.
+  std::optional<std::string> create_deployment_pod(const json::value& dep, const std::string& hash,
+                                                   const deploy_run& r) {
+    for (int attempt = 0;; ++attempt) {
+      auto admitted = admit_create(*st, pods, r.ns, deployment_pod(dep, hash, random_suffix()));
+      if (!admitted) return admitted.error().message;
+      auto created = st->create(pods, r.ns, std::move(*admitted));
+      if (created) {
+        logger()->info("deployment {}/{}: created pod {}", r.ns, r.name,
+                       (*created)->obj.at("metadata")->get_string("name"));
+        return std::nullopt;
+      }
+      // A name clash with another Pod: another suffix, as generateName would retry.
+      if (created.error().code != errc::already_exists || attempt >= 3)
+        return created.error().message;
     }
   }
 
@@ -1735,7 +1866,34 @@ struct kubelet::state {
     watch = list_and_watch(
         jobs, "jobs", [this](const json::value& o) { observe(o); }, runs,
         [this](const std::string& uid) { forget(uid); }, done);
-    return watch != nullptr && relist_pods();
+    return watch != nullptr && relist_pods() && relist_deployments();
+  }
+
+  // Lists every Deployment (each is reconciled at the next tick) and watches from there.
+  bool relist_deployments() {
+    deploy_watch.reset();
+    deploy_watch = list_and_watch(
+        deployments, "deployments", [this](const json::value& o) { observe_deploy(o); }, deploys,
+        [this](const std::string& uid) { deploy_gone(uid); }, deploys_done);
+    return deploy_watch != nullptr;
+  }
+
+  void handle_deploy_line(const std::string& line) {
+    auto ev = json::parse(line);
+    if (!ev) return;
+    std::string type(ev->get_string("type"));
+    const auto* obj = ev->at("object");
+    if (obj == nullptr) return;
+    if (type == "ERROR") {  // 410 Expired: relist
+      deploy_watch.reset();
+      return;
+    }
+    if (type == "DELETED") {
+      const auto* meta = obj->at("metadata");
+      if (meta != nullptr) deploy_gone(std::string(meta->get_string("uid")));
+      return;
+    }
+    if (type == "ADDED" || type == "MODIFIED") observe_deploy(*obj);
   }
 
   // Lists every Pod (bare ones to run, deletions to finish) and watches from there.
@@ -1757,6 +1915,7 @@ struct kubelet::state {
       pod_watch.reset();
       return;
     }
+    if (type == "ADDED" || type == "MODIFIED" || type == "DELETED") pod_changed(*obj);
     if (type == "DELETED") {
       const auto* meta = obj->at("metadata");
       if (meta != nullptr) pod_gone(std::string(meta->get_string("uid")));
@@ -1815,12 +1974,14 @@ expected<void> kubelet::start() {
   auto pods = find("", "pods");
   auto secrets = find("", "secrets");
   auto cms = find("", "configmaps");
-  for (const auto* t : {&jobs, &pods, &secrets, &cms})
+  auto deployments = find("apps", "deployments");
+  for (const auto* t : {&jobs, &pods, &secrets, &cms, &deployments})
     if (!*t) return t->error();
   s.jobs = *jobs;
   s.pods = *pods;
   s.secrets = *secrets;
   s.configmaps = *cms;
+  s.deployments = *deployments;
   if (options_.data_dir.empty()) return make_error(errc::config_error, "kubelet: no data dir");
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);
@@ -1832,7 +1993,7 @@ expected<void> kubelet::start() {
   store_.register_node(k_node);
   if (!s.relist()) {
     store_.unregister_node(k_node);
-    return make_error(errc::internal, "kubelet: cannot list or watch jobs and pods");
+    return make_error(errc::internal, "kubelet: cannot list or watch jobs, pods and deployments");
   }
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
@@ -1842,13 +2003,13 @@ expected<void> kubelet::start() {
 void kubelet::run() {
   auto& s = *state_;
   while (!stopping_) {
-    if ((!s.watch || !s.pod_watch) && !s.relist()) {
+    if ((!s.watch || !s.pod_watch || !s.deploy_watch) && !s.relist()) {
       s.tick();
       std::this_thread::sleep_for(options_.tick);  // the store failed: retry shortly
       continue;
     }
     // Waits on the Job watch (any change to the store wakes it up to `tick` later at most),
-    // then takes whatever Pod events are there.
+    // then takes whatever Pod and Deployment events are there.
     auto lines = s.watch->next(options_.tick);
     for (const auto& l : lines) {
       if (!s.watch) break;
@@ -1861,11 +2022,20 @@ void kubelet::run() {
         s.handle_pod_line(l);
       }
     }
+    if (s.deploy_watch) {
+      auto deploy_lines = s.deploy_watch->next(std::chrono::milliseconds(0));
+      for (const auto& l : deploy_lines) {
+        if (!s.deploy_watch) break;
+        s.handle_deploy_line(l);
+      }
+    }
     if (s.watch && s.watch->closed()) s.watch.reset();
     if (s.pod_watch && s.pod_watch->closed()) s.pod_watch.reset();
-    if (!s.watch || !s.pod_watch) {
+    if (s.deploy_watch && s.deploy_watch->closed()) s.deploy_watch.reset();
+    if (!s.watch || !s.pod_watch || !s.deploy_watch) {
       s.watch.reset();
       s.pod_watch.reset();
+      s.deploy_watch.reset();
     }
     s.tick();
   }
@@ -1874,6 +2044,7 @@ void kubelet::run() {
   store_.unregister_node(k_node);
   s.watch.reset();
   s.pod_watch.reset();
+  s.deploy_watch.reset();
   s.kill_all();
   s.finish_terminating_pods();
 }

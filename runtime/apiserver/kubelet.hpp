@@ -1,4 +1,4 @@
-// A simulated kubelet and Job controller for `tidesync simulate`.
+// A simulated kubelet, Job controller and Deployment controller for `tidesync simulate`.
 //
 // Jobs: it watches batch/v1 Jobs in the embedded store and, for a Job whose pod template runs
 // an rclone or tidesync image, creates the Pod a real Job controller would create and runs its
@@ -7,11 +7,19 @@
 // containerStatuses, active/succeeded/failed, Complete/Failed conditions, backoffLimit,
 // activeDeadlineSeconds).
 //
-// Bare Pods (no Job owns them) with no node or node `tidesync-simulate` are bound to that node
-// and run as a kubelet runs them: init containers in order, native sidecars (init containers
-// with restartPolicy Always), then every regular container; restarts per restartPolicy;
-// initContainerStatuses/containerStatuses. A container whose image is neither rclone nor
-// tidesync is a placeholder: no process, `running` until the Pod goes (the app is imaginary).
+// Bare Pods (no Job owns them: a Deployment's Pods are bare Pods here) with no node or node
+// `tidesync-simulate` are bound to that node and run as a kubelet runs them: init containers in
+// order, native sidecars (init containers with restartPolicy Always), then every regular container;
+// restarts per restartPolicy; initContainerStatuses/containerStatuses. A container whose image is
+// neither rclone nor tidesync is a placeholder: no process, `running` until the Pod goes (the app
+// is imaginary).
+//
+// Deployments: it plays the Deployment and ReplicaSet controllers (deployment_logic.hpp): each
+// Deployment keeps spec.replicas Pods of its template (labels + pod-template-hash, owned by the
+// Deployment; no ReplicaSet object), replaced when the template changes (Recreate, or a rolling
+// update), when they end or are deleted; its status (replicas, ready/available/updated counts,
+// Available and Progressing conditions) is written as the Deployment controller writes it. Those
+// Pods are then run as bare Pods.
 //
 // It registers its node with the store, so deleting one of its Pods is graceful (store.hpp,
 // register_node): regular containers get SIGTERM, then the sidecars in reverse order, SIGKILL
@@ -68,10 +76,11 @@ class kubelet {
   kubelet(const kubelet&) = delete;
   kubelet& operator=(const kubelet&) = delete;
 
-  // Registers node `tidesync-simulate` with the store, lists the Jobs and Pods, takes over the
-  // unfinished ones and starts the control thread. Job pods left Pending/Running by an earlier
-  // run (whose processes are gone) are marked Failed; bare Pods are run again (restartPolicy
-  // Never: Failed); Pods left being deleted are deleted for good.
+  // Registers node `tidesync-simulate` with the store, lists the Jobs, Pods and Deployments,
+  // takes over the unfinished ones and starts the control thread. Job pods left Pending/Running
+  // by an earlier run (whose processes are gone) are marked Failed; bare Pods (a Deployment's
+  // too) are run again (restartPolicy Never: Failed); Pods left being deleted are deleted for
+  // good.
   expected<void> start();
   // Unregisters the node (deletions are immediate again), kills every running process
   // (SIGTERM, then SIGKILL after kill_grace), reaps them, deletes for good the Pods that were
