@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -157,6 +158,38 @@ std::string map_arg(const std::string& a, const mount_table& mounts) {
       a.find('/') > colon)
     return a.substr(0, colon + 1) + map_path(a.substr(colon + 1), mounts);
   return a;
+}
+
+// The local folder that plays the export `path` of NFS server `server`:
+// <data_dir>/nfs/<server>/<path>, shared by every volume that names the same server and path.
+// The server is one folder (lowercased, as DNS names compare, a trailing dot dropped); the path
+// must be absolute, as Kubernetes validates it, and is normalised ("/a/../b/" is "/b", and
+// ".." cannot climb above the server's folder). Empty with `why` set when either is invalid.
+std::string nfs_folder(const std::string& data_dir, std::string_view server_in,
+                       std::string_view path, std::string& why) {
+  std::string server(server_in);
+  std::transform(server.begin(), server.end(), server.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!server.empty() && server.back() == '.') server.pop_back();
+  if (server.empty() || server == "." || server == ".." ||
+      server.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
+    why = "nfs server \"" + std::string(server_in) + "\" is not a host name or address";
+    return {};
+  }
+  if (path.empty() || path.front() != '/' || path.find('\0') != std::string_view::npos) {
+    why = "nfs path \"" + std::string(path) + "\" must be an absolute path";
+    return {};
+  }
+  fs::path folder = fs::path(data_dir) / "nfs" / server;
+  for (const auto& part : fs::path(std::string(path)).lexically_normal().relative_path()) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {  // cannot happen below a root, kept as the guarantee
+      why = "nfs path \"" + std::string(path) + "\" leaves the export";
+      return {};
+    }
+    folder /= part;
+  }
+  return folder.string();
 }
 
 // The node name this kubelet registers and binds Pods to.
@@ -400,7 +433,7 @@ struct deploy_run {
 };
 
 struct kubelet::state {
-  resource_type jobs, pods, secrets, configmaps, deployments;
+  resource_type jobs, pods, secrets, configmaps, deployments, claims, volumes;
   std::unique_ptr<watch_stream> watch;         // Jobs
   std::unique_ptr<watch_stream> pod_watch;     // Pods (bare ones are run, deletions finished)
   std::unique_ptr<watch_stream> deploy_watch;  // Deployments
@@ -945,11 +978,30 @@ struct kubelet::state {
       fs::path p = pod_dir / "volumes" / name;
       fs::create_directories(p, ec);
       out[name] = p.string();
-    } else if (const auto* pvc = v.at("persistentVolumeClaim"); pvc != nullptr) {
-      fs::path p =
-          fs::path(opt->data_dir) / "volumes" / pod.ns / std::string(pvc->get_string("claimName"));
+    } else if (const auto* nfs = v.at("nfs"); nfs != nullptr) {
+      std::string why;
+      std::string p =
+          nfs_folder(opt->data_dir, nfs->get_string("server"), nfs->get_string("path"), why);
+      if (p.empty()) return waiting{"CreateContainerConfigError", "volume " + name + ": " + why};
       fs::create_directories(p, ec);
-      out[name] = p.string();
+      out[name] = p;
+    } else if (const auto* pvc = v.at("persistentVolumeClaim"); pvc != nullptr) {
+      std::string claim(pvc->get_string("claimName"));
+      json::value pv_nfs;
+      if (auto w = bound_nfs(pod.ns, claim, pv_nfs))
+        return waiting{w->reason, "volume " + name + ": " + w->message};
+      std::string p;
+      if (pv_nfs.is_object()) {
+        // The claim is bound to an nfs PersistentVolume: the same folder as an inline nfs
+        // volume of that server and path.
+        std::string why;
+        p = nfs_folder(opt->data_dir, pv_nfs.get_string("server"), pv_nfs.get_string("path"), why);
+        if (p.empty()) return waiting{"CreateContainerConfigError", "volume " + name + ": " + why};
+      } else {
+        p = (fs::path(opt->data_dir) / "volumes" / pod.ns / claim).string();
+      }
+      fs::create_directories(p, ec);
+      out[name] = p;
     } else if (v.at("secret") != nullptr || v.at("configMap") != nullptr) {
       bool secret = v.at("secret") != nullptr;
       const auto* src = secret ? v.at("secret") : v.at("configMap");
@@ -984,9 +1036,50 @@ struct kubelet::state {
     } else {
       return waiting{"CreateContainerConfigError",
                      "volume " + name +
-                         ": only hostPath, emptyDir, persistentVolumeClaim, secret and configMap "
-                         "volumes are supported by the simulation"};
+                         ": only hostPath, emptyDir, nfs, persistentVolumeClaim, secret and "
+                         "configMap volumes are supported by the simulation"};
     }
+    return std::nullopt;
+  }
+
+  // The `nfs` source of the PersistentVolume bound to claim ns/claim, left in `out` (null when
+  // the claim is bound to no PersistentVolume, or to one that is not nfs): the PV the claim's
+  // spec.volumeName names, else a PV whose spec.claimRef names the claim. A claim naming a PV
+  // that does not exist waits for it, as its pod would not be scheduled.
+  std::optional<waiting> bound_nfs(const std::string& ns, const std::string& claim,
+                                   json::value& out) {
+    out = nullptr;
+    auto pvc = st->get(claims, ns, claim);
+    std::string volume_name;
+    if (pvc)
+      volume_name = std::string((*pvc)->obj.at("spec") != nullptr
+                                    ? (*pvc)->obj.at("spec")->get_string("volumeName")
+                                    : "");
+    const json::value* nfs = nullptr;
+    object_ptr pv;
+    if (!volume_name.empty()) {
+      auto got = st->get(volumes, "", volume_name);
+      if (!got)
+        return waiting{"CreateContainerConfigError", "persistentvolumeclaim \"" + claim +
+                                                         "\" is bound to persistentvolume \"" +
+                                                         volume_name + "\", which does not exist"};
+      pv = *got;
+    } else if (auto all = st->list(volumes, "", {})) {
+      for (const auto& o : all->items) {
+        const auto* ref = o->obj.at_path({"spec", "claimRef"});
+        if (ref == nullptr || ref->get_string("name") != claim ||
+            ref->get_string("namespace", "default") != ns)
+          continue;
+        // A claimRef with a uid names that one claim: a claim recreated under the same name is
+        // another one.
+        std::string ref_uid(ref->get_string("uid"));
+        if (!ref_uid.empty() && pvc && (*pvc)->uid != ref_uid) continue;
+        pv = o;
+        break;
+      }
+    }
+    if (pv) nfs = pv->obj.at_path({"spec", "nfs"});
+    if (nfs != nullptr && nfs->is_object()) out = *nfs;
     return std::nullopt;
   }
 
@@ -1975,13 +2068,17 @@ expected<void> kubelet::start() {
   auto secrets = find("", "secrets");
   auto cms = find("", "configmaps");
   auto deployments = find("apps", "deployments");
-  for (const auto* t : {&jobs, &pods, &secrets, &cms, &deployments})
+  auto claims = find("", "persistentvolumeclaims");
+  auto volumes = find("", "persistentvolumes");
+  for (const auto* t : {&jobs, &pods, &secrets, &cms, &deployments, &claims, &volumes})
     if (!*t) return t->error();
   s.jobs = *jobs;
   s.pods = *pods;
   s.secrets = *secrets;
   s.configmaps = *cms;
   s.deployments = *deployments;
+  s.claims = *claims;
+  s.volumes = *volumes;
   if (options_.data_dir.empty()) return make_error(errc::config_error, "kubelet: no data dir");
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);

@@ -26,7 +26,9 @@
 // at the end of the grace period, then the Pod is deleted for good.
 //
 // Env comes from literal values, Secrets, ConfigMaps and the Downward API; volumes map to
-// local folders. docs/kubelet.md has the rules and the limits.
+// local folders (an `nfs` volume, or a claim bound to an nfs PersistentVolume, to the folder
+// <data-dir>/nfs/<server>/<path> that plays the NFS server). docs/kubelet.md has the rules and
+// the limits.
 //
 // One thread does everything: it reads the Job and Pod watches, reaps exited processes and
 // enforces deadlines. Processes write straight into their log file (no pump threads).
@@ -46,7 +48,8 @@ namespace tidesync::apiserver {
 class store;
 
 struct kubelet_options {
-  // Root for logs/, volumes/ (persistentVolumeClaims) and pods/ (emptyDir, working dirs).
+  // Root for logs/, volumes/ (persistentVolumeClaims), nfs/ (nfs volumes) and pods/ (emptyDir,
+  // working dirs).
   std::string data_dir;
   // The rclone binary; a bare name is looked up in PATH.
   std::string rclone_binary = "rclone";

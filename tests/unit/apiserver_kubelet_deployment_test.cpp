@@ -1,4 +1,5 @@
-// The simulated kubelet's Deployment controller: real store, real rclone processes.
+// The simulated kubelet's Deployment controller and nfs volumes: real store, real rclone
+// processes, real files.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -26,6 +27,13 @@ json::value must_parse(std::string_view text) {
   auto v = json::parse(text);
   EXPECT_TRUE(v.has_value()) << text;
   return v ? *v : json::value{};
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 void write_file(const fs::path& p, std::string_view text) {
@@ -473,6 +481,112 @@ TEST_F(kubelet_deployment_test, a_refused_pod_create_is_a_replica_failure) {
   ASSERT_TRUE(st.remove(webhooks, "", "unreachable").has_value());
   ASSERT_TRUE(eventually([&] { return rolled_out("web", 1); })) << dump("web");
   EXPECT_EQ(condition(get_deployment("web")->obj, "ReplicaFailure"), nullptr);
+}
+
+// --- nfs volumes -------------------------------------------------------------------------
+
+// The NFS server is a local folder: pods naming the same server and path share it, whatever
+// way the path is written; a claim bound to an nfs PersistentVolume is that folder too.
+TEST_F(kubelet_deployment_test, nfs_volumes_of_one_server_and_path_share_a_folder) {
+  fs::path share = root / "data" / "nfs" / "nfs.example.com" / "exports" / "docs";
+  ASSERT_TRUE(run_once(
+      "writer", R"(["copy","/in","/share"])",
+      hostpath("in", root / "src") + "," + nfs("share", "NFS.example.com", "/exports/docs"),
+      mount("in", "/in") + "," + mount("share", "/share")));
+  ASSERT_TRUE(eventually([&] { return phase("writer") == "Succeeded"; })) << dump_pod("writer");
+  EXPECT_EQ(read_file(share / "a.txt"), "hello");
+
+  // Another pod, the same export written another way, reads what the first wrote.
+  ASSERT_TRUE(run_once("reader", R"(["copy","/share","/out"])",
+                       nfs("share", "nfs.example.com.", "/exports/./tmp/../docs/") + "," +
+                           hostpath("out", root / "out"),
+                       mount("share", "/share") + "," + mount("out", "/out")));
+  ASSERT_TRUE(eventually([&] { return phase("reader") == "Succeeded"; })) << dump_pod("reader");
+  EXPECT_EQ(read_file(root / "out" / "a.txt"), "hello");
+
+  // A claim bound by spec.volumeName to an nfs PersistentVolume: the same folder. The pod
+  // waits while the PersistentVolume does not exist.
+  ASSERT_TRUE(st.create(claims, "demo", must_parse(R"({"metadata":{"name":"docs"},
+      "spec":{"accessModes":["ReadWriteMany"],"volumeName":"pv-docs",
+              "resources":{"requests":{"storage":"1Gi"}}}})")));
+  ASSERT_TRUE(run_once("by-name", R"(["copy","/claim","/out2"])",
+                       R"({"name":"claim","persistentVolumeClaim":{"claimName":"docs"}},)" +
+                           hostpath("out2", root / "out2"),
+                       mount("claim", "/claim") + "," + mount("out2", "/out2")));
+  ASSERT_TRUE(eventually([&] {
+    return waiting_message("by-name").find("persistentvolume \"pv-docs\", which does not exist") !=
+           std::string::npos;
+  })) << dump_pod("by-name");
+  ASSERT_TRUE(st.create(volumes, "", must_parse(R"({"metadata":{"name":"pv-docs"},
+      "spec":{"capacity":{"storage":"1Gi"},"accessModes":["ReadWriteMany"],
+              "nfs":{"server":"nfs.example.com","path":"/exports/docs","readOnly":true},
+              "claimRef":{"namespace":"demo","name":"docs"}}})")));
+  ASSERT_TRUE(eventually([&] { return phase("by-name") == "Succeeded"; })) << dump_pod("by-name");
+  EXPECT_EQ(read_file(root / "out2" / "a.txt"), "hello");
+
+  // A PersistentVolume whose claimRef names the claim (no volumeName): the same folder; this
+  // pod writes into it.
+  ASSERT_TRUE(st.create(volumes, "", must_parse(R"({"metadata":{"name":"pv-by-ref"},
+      "spec":{"nfs":{"server":"nfs.example.com","path":"/exports/docs"},
+              "claimRef":{"namespace":"demo","name":"docs-by-ref"}}})")));
+  ASSERT_TRUE(st.create(claims, "demo", must_parse(R"({"metadata":{"name":"docs-by-ref"},
+      "spec":{"accessModes":["ReadWriteMany"],"resources":{"requests":{"storage":"1Gi"}}}})")));
+  ASSERT_TRUE(run_once("by-ref", R"(["touch","/claim/from-claim.txt"])",
+                       R"({"name":"claim","persistentVolumeClaim":{"claimName":"docs-by-ref"}})",
+                       mount("claim", "/claim")));
+  ASSERT_TRUE(eventually([&] { return phase("by-ref") == "Succeeded"; })) << dump_pod("by-ref");
+  EXPECT_TRUE(fs::exists(share / "from-claim.txt"));
+  EXPECT_FALSE(fs::exists(root / "data" / "volumes" / "demo" / "docs-by-ref"));
+
+  // A claim bound to no nfs PersistentVolume keeps its own folder.
+  ASSERT_TRUE(run_once("plain", R"(["touch","/claim/x.txt"])",
+                       R"({"name":"claim","persistentVolumeClaim":{"claimName":"scratch"}})",
+                       mount("claim", "/claim")));
+  ASSERT_TRUE(eventually([&] { return phase("plain") == "Succeeded"; })) << dump_pod("plain");
+  EXPECT_TRUE(fs::exists(root / "data" / "volumes" / "demo" / "scratch" / "x.txt"));
+}
+
+// Two replicas of a Deployment with one nfs volume: what one pod writes, the other sees.
+TEST_F(kubelet_deployment_test, replicas_share_an_nfs_volume) {
+  // The pods' processes serve rclone's remote control; the test writes into the share through
+  // one pod's mount folder and reads the other's (both are the export's folder).
+  std::string container = R"({"name":"rcd","image":"rclone/rclone","args":["rcd","--rc-addr",
+      "127.0.0.1:0","--rc-files","/share"],"volumeMounts":[{"name":"share","mountPath":"/share"}]})";
+  ASSERT_TRUE(create_deployment(
+      "mirror", 2, container,
+      R"({"template":{"spec":{"volumes":[{"name":"share","nfs":{"server":"10.0.0.7","path":"/"}}]}}})"));
+  ASSERT_TRUE(eventually([&] { return rolled_out("mirror", 2); })) << dump("mirror");
+  // Each process got the mapped folder as its --rc-files argument.
+  fs::path share = root / "data" / "nfs" / "10.0.0.7";
+  for (const auto& p : pods_of("mirror")) {
+    std::string cmdline = read_file("/proc/" + std::to_string(pid_of(p)) + "/cmdline");
+    EXPECT_NE(cmdline.find(share.string()), std::string::npos) << cmdline;
+  }
+  // A job-like pod writes into the export, and a second reads it back.
+  ASSERT_TRUE(run_once("w", R"(["copy","/in","/share/site"])",
+                       hostpath("in", root / "src") + "," + nfs("share", "10.0.0.7", "/"),
+                       mount("in", "/in") + "," + mount("share", "/share")));
+  ASSERT_TRUE(eventually([&] { return phase("w") == "Succeeded"; })) << dump_pod("w");
+  EXPECT_EQ(read_file(share / "site" / "a.txt"), "hello");
+}
+
+TEST_F(kubelet_deployment_test, nfs_paths_stay_inside_the_server_folder) {
+  // ".." cannot climb out of the server's folder: "/../../escape" is "/escape" there.
+  ASSERT_TRUE(run_once("climb", R"(["touch","/share/x.txt"])", nfs("share", "srv", "/../../escape"),
+                       mount("share", "/share")));
+  ASSERT_TRUE(eventually([&] { return phase("climb") == "Succeeded"; })) << dump_pod("climb");
+  EXPECT_TRUE(fs::exists(root / "data" / "nfs" / "srv" / "escape" / "x.txt"));
+  EXPECT_FALSE(fs::exists(root / "escape"));
+  // A relative path or a server that is not one name leaves the pod waiting, with the reason.
+  ASSERT_TRUE(run_once("relative", R"(["touch","/share/x.txt"])", nfs("share", "srv", "exports"),
+                       mount("share", "/share")));
+  ASSERT_TRUE(run_once("slash", R"(["touch","/share/x.txt"])", nfs("share", "a/b", "/x"),
+                       mount("share", "/share")));
+  ASSERT_TRUE(eventually([&] {
+    return waiting_message("relative").find("must be an absolute path") != std::string::npos &&
+           waiting_message("slash").find("is not a host name or address") != std::string::npos;
+  })) << dump_pod("relative")
+      << dump_pod("slash");
 }
 
 }  // namespace
