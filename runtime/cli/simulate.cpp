@@ -36,8 +36,9 @@ constexpr const char* kUsage =
 Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
 (discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
 kubeconfig for kubectl, applies the given manifests, and serves until SIGINT or SIGTERM.
-A simulated kubelet runs Jobs and bare Pods whose containers are rclone or tidesync as local
-processes, so syncs really move bytes; other images (the app of a pod) are placeholders
+A simulated kubelet runs Jobs, Deployments and bare Pods whose containers are rclone or
+tidesync as local processes, so syncs really move bytes; other images (the app of a pod) are
+placeholders; an nfs volume is the shared folder <data-dir>/nfs/<server>/<path>
 (docs/kubelet.md). The controller's admission webhook is registered on a loopback port, so
 labelled pods get the PodFilesystemSync agents (docs/podfilesystemsync.md).
 
@@ -49,8 +50,8 @@ Flags:
                      (default ./.tidesync-sim)
   --no-controller    do not run the controller in this process (run `tidesync controller
                      --kubeconfig ...` yourself, e.g. to try leader election)
-  --no-kubelet       do not run Jobs or Pods (Jobs get no pods, Pods stay Pending, as on a
-                     cluster with no nodes)
+  --no-kubelet       do not run Jobs, Deployments or Pods (Jobs and Deployments get no pods,
+                     Pods stay Pending, as on a cluster with no nodes)
   --volume-claim-grace D  the controller's --volume-claim-grace (default 30s)
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
@@ -289,8 +290,8 @@ int run_simulate(int argc, char** argv) {
     srv.stop();
     return 1;
   }
-  // The simulated kubelet runs rclone/tidesync Jobs as local processes (this binary for
-  // tidesync images).
+  // The simulated kubelet runs rclone/tidesync Jobs, Deployments and Pods as local processes
+  // (this binary for tidesync images).
   std::unique_ptr<apiserver::kubelet> kubelet;
   if (run_kubelet) {
     apiserver::kubelet_options ko;
