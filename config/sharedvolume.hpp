@@ -48,7 +48,7 @@ struct volume_storage {
   bool external = false;
   // dynamic: the NFS server's backing claim.
   std::string size = std::string(k_default_shared_volume_size);  // a quantity, as written
-  std::optional<std::string> storage_class_name;          // unset: the cluster default
+  std::optional<std::string> storage_class_name;                 // unset: the cluster default
   // external: an NFS server the user runs.
   std::string server;
   std::string path = "/";
