@@ -295,7 +295,10 @@ class agent {
         return k_exit_ok;
       }
       report(out);
-      if (s_.once) return out.ok ? k_exit_ok : k_exit_failed;
+      if (s_.once) {
+        prune();
+        return out.ok ? k_exit_ok : k_exit_failed;
+      }
       if (sync_again_) {
         sync_again_ = false;
         say("SIGHUP during the sync: syncing again");

@@ -198,10 +198,15 @@ expected<git_ptr<git_repository>> open_store(const libgit2_api& g, const git_sou
   return git_ptr<git_repository>(repo, g.git_repository_free);
 }
 
-// Removes lock files a killed fetch left (the store has one writer: us).
+// Removes the lock files and partial packs a killed fetch left (the store has one writer: us;
+// a finished pack is named pack-<hash>.*).
 void clear_stale_locks(const fs::path& store) {
   std::error_code ec;
   std::vector<fs::path> locks;
+  for (fs::directory_iterator it(store / "objects" / "pack", ec), end; !ec && it != end;
+       it.increment(ec))
+    if (it->path().filename().string().rfind("pack-", 0) != 0 && it->is_regular_file(ec))
+      locks.push_back(it->path());
   for (fs::recursive_directory_iterator it(store, ec), end; !ec && it != end; it.increment(ec)) {
     const auto name = it->path().filename().string();
     if (it->path().parent_path() == store / "objects") {

@@ -30,7 +30,8 @@ std::string render_state(const share_state& s) {
   json::object o;
   o.set("revision", s.revision);
   o.set("previous", s.previous);
-  o.set("switchedAt", rfc3339::format(std::chrono::floor<std::chrono::seconds>(s.switched_at)));
+  // Rounded up: the previous revision is never kept less than its grace period.
+  o.set("switchedAt", rfc3339::format(std::chrono::ceil<std::chrono::seconds>(s.switched_at)));
   o.set("files", static_cast<int64_t>(s.files));
   o.set("bytes", static_cast<int64_t>(s.bytes));
   return json::dump(json::value(std::move(o))) + "\n";
