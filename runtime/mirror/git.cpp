@@ -426,8 +426,8 @@ expected<fetched_commit> fetch_commit(const git_source& s) {
   std::string detail = "up to date";
   if (const git_indexer_progress* st = g.git_remote_stats(remote.get());
       st != nullptr && st->received_objects > 0)
-    detail = "fetched " + std::to_string(st->received_objects) + " object(s), " +
-             human_bytes(st->received_bytes);
+    detail = "fetched " + std::to_string(st->received_objects) + " object(s)" +
+             (st->received_bytes > 0 ? ", " + human_bytes(st->received_bytes) : "");
 
   const git_remote_head** heads = nullptr;
   size_t n = 0;
