@@ -416,6 +416,7 @@ expected<fetched_commit> fetch_commit(const git_source& s) {
   fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   const std::vector<std::string> specs = fetch_refspecs(s.ref);
   std::vector<char*> spec_ptrs;
+  spec_ptrs.reserve(specs.size());
   for (const auto& spec : specs)
     spec_ptrs.push_back(const_cast<char*>(spec.c_str()));
   git_strarray refspecs{spec_ptrs.data(), spec_ptrs.size()};

@@ -28,12 +28,10 @@ namespace tidesync::mirror::detail {
   X(git_remote_ls)                         \
   X(git_remote_stats)                      \
   X(git_fetch_options_init)                \
-  X(git_reference_name_to_id)              \
   X(git_object_lookup)                     \
   X(git_object_lookup_prefix)              \
   X(git_object_peel)                       \
   X(git_object_id)                         \
-  X(git_object_type)                       \
   X(git_object_free)                       \
   X(git_oid_fromstrn)                      \
   X(git_oid_tostr_s)                       \
@@ -44,7 +42,9 @@ namespace tidesync::mirror::detail {
   X(git_credential_username_new)
 
 struct libgit2_api {
-#define TIDESYNC_LIBGIT2_MEMBER(name) decltype(&::name) name = nullptr;
+// A declarator cannot take parentheses around the member's name.
+#define TIDESYNC_LIBGIT2_MEMBER(name) \
+  decltype(&::name) name = nullptr;  // NOLINT(bugprone-macro-parentheses)
   TIDESYNC_LIBGIT2_FUNCTIONS(TIDESYNC_LIBGIT2_MEMBER)
 #undef TIDESYNC_LIBGIT2_MEMBER
 };
