@@ -249,8 +249,14 @@ std::string duration_text(std::chrono::milliseconds d) {
   if (d % 1s != 0ms) return std::to_string(d.count()) + "ms";
   auto secs = duration_cast<seconds>(d).count();
   std::string out;
-  if (secs >= 3600) out += std::to_string(secs / 3600) + "h", secs %= 3600;
-  if (secs >= 60) out += std::to_string(secs / 60) + "m", secs %= 60;
+  if (secs >= 3600) {
+    out += std::to_string(secs / 3600) + "h";
+    secs %= 3600;
+  }
+  if (secs >= 60) {
+    out += std::to_string(secs / 60) + "m";
+    secs %= 60;
+  }
   if (secs > 0 || out.empty()) out += std::to_string(secs) + "s";
   return out;
 }
