@@ -374,9 +374,23 @@ std::vector<std::string> git_source::secrets() const {
   return out;
 }
 
-expected<fetched_commit> fetch_commit(const git_source& s) {
-  auto url = parse_git_url(s.url);
+expected<fetched_commit> fetch_commit(const git_source& given) {
+  auto url = parse_git_url(given.url);
   if (!url) return url.error();
+  git_source s = given;
+  if (!s.known_hosts_file.empty()) {
+    // The controller mounts the Secret's known_hosts when it has one ("checked when present"):
+    // a path to no file means there is none.
+    std::error_code ec;
+    if (!fs::exists(s.known_hosts_file, ec)) {
+      if (url->transport == git_transport::ssh)
+        std::fprintf(stderr,
+                     "tidesync agent mirror: warning: GIT_KNOWN_HOSTS_FILE %s does not exist (the "
+                     "Secret has no known_hosts): SSH host keys are not checked\n",
+                     s.known_hosts_file.c_str());
+      s.known_hosts_file.clear();
+    }
+  }
   if (url->transport == git_transport::local) {
     std::error_code ec;
     if (!fs::is_directory(url->path, ec))

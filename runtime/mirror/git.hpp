@@ -15,7 +15,8 @@
 //           format, GIT_SSH_KEY_PASSPHRASE when it is encrypted) and GIT_KNOWN_HOSTS_FILE: when
 //           set, the server's host key must be listed there for its host (known_hosts.hpp),
 //           else the fetch is refused; when unset, host keys are not checked (a warning names
-//           the key's fingerprint, to pin it)
+//           the key's fingerprint, to pin it; so when the file does not exist: the controller
+//           mounts the Secret's known_hosts only when the Secret has one)
 //   HTTPS CA  GIT_SSL_CAINFO: a PEM bundle trusted instead of the system's
 // No message carries a password, a token or the URL's user info (git_url.hpp's redact_url and
 // scrub).

@@ -834,6 +834,15 @@ TEST_F(agent_mirror_ssh_test, a_key_and_a_matching_host_key_fetch_others_are_ref
   EXPECT_NE(unchecked.output.find("is not checked"), std::string::npos) << unchecked.output;
   EXPECT_NE(unchecked.output.find("SHA256:"), std::string::npos) << unchecked.output;
   EXPECT_EQ(current(), b);
+  // So when the file is named but absent: the controller mounts the Secret's known_hosts only
+  // when the Secret has one.
+  const std::string c = src_->commit({{"a.txt", "over ssh 3"}}, "third");
+  auto absent = mirror(
+      url, {},
+      {{"GIT_SSH_KEY_FILE", key}, {"GIT_KNOWN_HOSTS_FILE", (dir_ / "no-such-file").string()}});
+  ASSERT_EQ(absent.status, 0) << absent.output;
+  EXPECT_NE(absent.output.find("does not exist"), std::string::npos) << absent.output;
+  EXPECT_EQ(current(), c);
 }
 
 }  // namespace
