@@ -14,6 +14,11 @@ find_package(zstd CONFIG REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+# libgit2 (the SharedVolume syncer's git source): only its headers at build time; the library
+# is loaded on first use (runtime/mirror/detail/libgit2.hpp), by the soname of this version.
+pkg_check_modules(LIBGIT2 REQUIRED libgit2)
+string(REGEX MATCH "^[0-9]+\\.[0-9]+" TIDESYNC_LIBGIT2_ABI "${LIBGIT2_VERSION}")
+set(TIDESYNC_LIBGIT2_SONAME "libgit2.so.${TIDESYNC_LIBGIT2_ABI}")
 
 # CAF 0.17.6 has no CMake config and no .pc file on Debian: make imported targets.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(g++ cmake ninja-build pkg-config git ca-certificates
   libcaf-dev libcurl4-openssl-dev libsimdjson-dev libyaml-cpp-dev libzstd-dev libarchive-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev libcpp-httplib-dev libsodium-dev rclone openssl clang-format
+  libssl-dev libcpp-httplib-dev libsodium-dev libgit2-dev rclone openssl clang-format
   openssh-client openssh-server python3)
 
 missing=()

@@ -3,6 +3,7 @@
 //   agent wait      block until a DataSync is Ready (agent_wait.cpp)
 //   agent config    keep a shared config directory on the latest revision (agent_config.cpp)
 //   agent restore|sidecar|health  the PodFilesystemSync agents (agent_pfs.cpp)
+//   agent mirror    the SharedVolume syncer: fill a share from git/S3/SFTP/HTTP (agent_mirror.cpp)
 // docs/agent-populate.md describes populate's flags, files and exit codes.
 #include <unistd.h>
 
@@ -42,7 +43,10 @@ void agent_usage(std::FILE* out) {
                "             (see 'tidesync agent config --help')\n"
                "  restore    PodFilesystemSync init container: restore a volume from the remote\n"
                "  sidecar    PodFilesystemSync sidecar: sync a volume to the remote on a schedule\n"
-               "  health     the sidecar's liveness check (exit 1 when unhealthy)\n");
+               "  health     the sidecar's liveness check (exit 1 when unhealthy)\n"
+               "  mirror     SharedVolume syncer: keep a share on a git/S3/SFTP/HTTP source's\n"
+               "             latest revision, switched atomically (see 'tidesync agent mirror "
+               "--help')\n");
 }
 
 void populate_usage(std::FILE* out) {
@@ -238,6 +242,7 @@ int run_agent(int argc, char** argv) {
   if (sub == "config") return run_agent_config(argc - 1, argv + 1);
   if (sub == "restore" || sub == "sidecar" || sub == "health")
     return run_agent_pfs(argc - 1, argv + 1);
+  if (sub == "mirror") return run_agent_mirror(argc - 1, argv + 1);
   std::fprintf(stderr, "tidesync agent: unknown subcommand \"%s\"\n\n", argv[1]);
   agent_usage(stderr);
   return k_exit_usage;

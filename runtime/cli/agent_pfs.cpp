@@ -16,18 +16,17 @@
 // (crypt_config::plain_top_level), so no sync deletes it or counts it as undecryptable.
 //
 // Progress reports: after each run, when TIDESYNC_REPORT_URL is set, a JSON POST to the
-// controller (class reporter below); a report never delays or fails a sync.
+// controller (class reporter below, over report_client.hpp); a report never delays or fails a
+// sync.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +34,7 @@
 
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/flag_arg.hpp"
+#include "runtime/cli/report_client.hpp"
 #include "runtime/cli/sync_runner.hpp"
 #include "runtime/fswatch.hpp"
 #include "runtime/http/loop.hpp"
@@ -280,70 +280,18 @@ report report_of(const char* kind, const run_summary& r, uint64_t consecutive_fa
   return out;
 }
 
-// At most `limit` bytes, not cutting a UTF-8 sequence.
-std::string shortened(std::string text, size_t limit) {
-  if (text.size() <= limit) return text;
-  size_t n = limit - 3;
-  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
-    --n;
-  text.resize(n);
-  return text + "...";
-}
-
-// The URL as logs may show it: no user info, no query.
-std::string url_for_logs(const std::string& url) {
-  std::string u = url.substr(0, url.find_first_of("?#"));
-  const auto scheme = u.find("://");
-  if (scheme == std::string::npos) return u;
-  const auto host_start = scheme + 3;
-  const auto at = u.find('@', host_start);
-  const auto slash = u.find('/', host_start);
-  if (at != std::string::npos && (slash == std::string::npos || at < slash))
-    u.erase(host_start, at + 1 - host_start);
-  return u;
-}
-
-std::string env_or_empty(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-// Sends reports on an HTTP loop of its own: send() returns at once; each report has a 5 s
-// deadline and is retried once after a transport error or a 5xx/429; what is not delivered
-// is one warning (never the token). drain() waits, bounded, for the reports in flight before
-// the process exits.
+// The PodFilesystemSync fields of a report around the shared client (report_client.hpp).
 class reporter {
  public:
-  explicit reporter(const char* container) : container_(container) {
-    url_ = env_or_empty("TIDESYNC_REPORT_URL");
-    if (url_.empty()) return;
-    if (url_.rfind("http://", 0) != 0 && url_.rfind("https://", 0) != 0) {
-      warn("TIDESYNC_REPORT_URL must start with http:// or https://: no progress reports");
-      url_.clear();
-      return;
-    }
-    token_ = env_or_empty("TIDESYNC_REPORT_TOKEN");
-    if (token_.empty())
-      warn("TIDESYNC_REPORT_TOKEN is not set: progress reports go without a token");
-    if (auto ca = env_or_empty("TIDESYNC_REPORT_CA"); !ca.empty()) {
-      if (ca.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        warn("TIDESYNC_REPORT_CA holds no PEM certificate: https reports will fail");
-      auto tls = std::make_shared<http::tls_options>();
-      tls->ca_pem = std::move(ca);
-      tls_ = std::move(tls);
-    }
+  explicit reporter(const char* container)
+      : container_(container), client_(std::string("agent ") + container) {
     ns_ = env_or_empty("POD_NAMESPACE");
     pod_ = env_or_empty("POD_NAME");
     pfs_ = env_or_empty("TIDESYNC_PFS_NAME");
   }
-  ~reporter() { drain(std::chrono::seconds(12)); }
-  reporter(const reporter&) = delete;
-  reporter& operator=(const reporter&) = delete;
-
-  [[nodiscard]] bool enabled() const { return !url_.empty(); }
 
   void send(const report& r) {
-    if (!enabled()) return;
+    if (!client_.enabled()) return;
     json::object o;
     o.set("namespace", ns_);
     o.set("pod", pod_);
@@ -357,78 +305,13 @@ class reporter {
     o.set("result", r.result);
     o.set("message", shortened(r.message, 512));
     o.set("consecutiveFailures", static_cast<int64_t>(r.consecutive_failures));
-    auto body = std::make_shared<const std::string>(json::dump(json::value(std::move(o))));
-    {
-      std::lock_guard lock(mu_);
-      if (!loop_) loop_ = std::make_unique<http::loop>();
-      ++in_flight_;
-    }
-    submit(body, 1);
-  }
-
-  // Waits until every report is delivered or given up, at most `limit`.
-  void drain(std::chrono::milliseconds limit) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, limit, [&] { return in_flight_ == 0; }))
-      warn("progress reports still in flight at exit were dropped");
+    client_.send(json::value(std::move(o)));
   }
 
  private:
-  void warn(const std::string& text) const {
-    std::fprintf(stderr, "tidesync agent %s: warning: %s\n", container_, text.c_str());
-  }
-
-  void done_one() {
-    {
-      std::lock_guard lock(mu_);
-      --in_flight_;
-    }
-    cv_.notify_all();
-  }
-
-  // Called from the caller's thread (attempt 1) and from the loop thread (the retry).
-  void submit(const std::shared_ptr<const std::string>& body, int attempt) {
-    http::request req;
-    req.method = "POST";
-    req.url = url_;
-    req.headers.emplace_back("Content-Type", "application/json");
-    if (!token_.empty()) req.headers.emplace_back("Authorization", "Bearer " + token_);
-    req.body = *body;
-    req.timeout = std::chrono::seconds(5);
-    req.connect_timeout = std::chrono::seconds(5);
-    req.tls = tls_;
-    req.on_done = [this, body, attempt](expected<http::response> res) {
-      std::string problem;
-      bool retry = false;
-      if (!res) {
-        problem = res.error().message;
-        retry = res.error().code != errc::cancelled;
-      } else if (res->status < 200 || res->status >= 300) {
-        problem = "HTTP " + std::to_string(res->status);
-        retry = res->status >= 500 || res->status == 429;
-      }
-      if (problem.empty()) {
-        done_one();
-        return;
-      }
-      if (retry && attempt == 1) {
-        loop_->post_after(std::chrono::seconds(1), [this, body] { submit(body, 2); });
-        return;
-      }
-      warn("progress report to " + url_for_logs(url_) + " not delivered (" +
-           std::to_string(attempt) + " attempt(s)): " + shortened(problem, 300));
-      done_one();
-    };
-    loop_->submit(std::move(req));
-  }
-
   const char* container_;
-  std::string url_, token_, ns_, pod_, pfs_;
-  std::shared_ptr<const http::tls_options> tls_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int in_flight_ = 0;                 // under mu_
-  std::unique_ptr<http::loop> loop_;  // made at the first report; destroyed first
+  std::string ns_, pod_, pfs_;
+  report_client client_;
 };
 
 // ---- the remote ----

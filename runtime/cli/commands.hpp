@@ -15,6 +15,7 @@ int run_agent(int argc, char** argv);
 int run_agent_wait(int argc, char** argv);    // `tidesync agent wait`
 int run_agent_config(int argc, char** argv);  // `tidesync agent config init|watch`
 int run_agent_pfs(int argc, char** argv);     // `tidesync agent restore|sidecar|health`
+int run_agent_mirror(int argc, char** argv);  // `tidesync agent mirror`
 int run_config(int argc, char** argv);        // `tidesync config publish|get`
 
 }  // namespace tidesync::cli

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -32,6 +33,56 @@ void stage(const fs::path& root, const std::string& rev, const std::string& cont
   fs::create_directories(*dir);
   std::ofstream(*dir / "a.txt") << content;
   std::ofstream(*dir / "b.txt") << content;
+}
+
+// The mirror's layout: the link in one directory, revisions and staging in a subdirectory.
+tree_layout nested(const fs::path& share) {
+  return {share / "current", share / ".t" / "revisions", share / ".t", ".t/revisions/"};
+}
+
+void stage(const tree_layout& t, const std::string& rev, const std::string& content) {
+  auto dir = prepare_incoming(t, rev);
+  ASSERT_TRUE(dir) << dir.error().message;
+  fs::create_directories(*dir);
+  std::ofstream(*dir / "a.txt") << content;
+}
+
+TEST(ArchiveLiveTree, ANestedLayoutSwitchesItsLinkAndPrunesByAKeepSet) {
+  temp_dir tmp;
+  const fs::path share = tmp.path() / "share";
+  fs::create_directories(share);
+  const tree_layout t = nested(share);
+  EXPECT_EQ(live_revision(t), std::nullopt);
+  for (const char* rev : {"r1", "r2", "r3"}) {
+    stage(t, rev, rev);
+    ASSERT_TRUE(promote(t, rev));
+  }
+  EXPECT_EQ(fs::read_symlink(share / "current"), ".t/revisions/r3");
+  EXPECT_EQ(read_file(share / "current" / "a.txt"), "r3");
+  EXPECT_EQ(live_revision(t), "r3");
+  EXPECT_EQ(revisions(t), (std::vector<std::string>{"r1", "r2", "r3"}));
+  // Leftovers of interrupted runs in both directories.
+  fs::create_directories(share / ".t" / ".incoming-r9");
+  fs::create_directories(share / ".t" / ".removing-r0");
+  fs::create_symlink(".t/revisions/r1", share / ".current-tmp-abc");
+  fs::create_directories(share / "user-data");  // not ours: left alone
+  auto removed = prune_revisions(t, std::set<std::string>{"r2"});
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(*removed,
+            (std::vector<std::string>{"r1", ".current-tmp-abc", ".incoming-r9", ".removing-r0"}));
+  EXPECT_EQ(revisions(t), (std::vector<std::string>{"r2", "r3"})) << "the live one is kept too";
+  EXPECT_TRUE(fs::exists(share / "user-data"));
+  EXPECT_FALSE(fs::exists(share / ".current-tmp-abc"));
+  // Switching back to a revision still there.
+  ASSERT_TRUE(promote(t, "r2"));
+  EXPECT_EQ(read_file(share / "current" / "a.txt"), "r2");
+}
+
+TEST(ArchiveLiveTree, PruningALayoutThatDoesNotExistYetIsNoError) {
+  temp_dir tmp;
+  auto removed = prune_revisions(nested(tmp.path() / "missing"), {});
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_TRUE(removed->empty());
 }
 
 TEST(ArchiveLiveTree, PromoteTwiceLiveIsNewest) {
