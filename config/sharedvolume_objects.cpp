@@ -202,8 +202,6 @@ json::value build_syncer_deployment(const sharedvolume& v, const volume_settings
                    "mirror",
                    "--share",
                    "/share",
-                   "--cache",
-                   "/cache",
                    "--source-type",
                    std::string(to_string(src.type)),
                    "--source",
@@ -214,6 +212,11 @@ json::value build_syncer_deployment(const sharedvolume& v, const volume_settings
                    format_duration(v.spec.sync_interval),
                    "--timeout",
                    format_duration(v.spec.sync_timeout)};
+  if (src.type == volume_source_type::git) {
+    // The object store between syncs (fetches are incremental).
+    args.push_back("--cache");
+    args.push_back("/cache");
+  }
   if (!src.ref.branch.empty()) {
     args.push_back("--ref-branch");
     args.push_back(src.ref.branch);

@@ -99,9 +99,9 @@ TEST(SharedVolumeObjects, TheSyncerForEachSource) {
     "ref":{"branch":"main"},"secretRef":{"name":"docs-git"}}},"syncInterval":"90s"})");
   auto dep = build_syncer_deployment(https, s, "3/now");
   EXPECT_EQ(args_of(dep),
-            R"(["agent","mirror","--share","/share","--cache","/cache","--source-type","git",)"
+            R"(["agent","mirror","--share","/share","--source-type","git",)"
             R"("--source","https://git.example.com/docs.git","--interval","1m30s","--timeout",)"
-            R"("10m","--ref-branch","main"])");
+            R"("10m","--cache","/cache","--ref-branch","main"])");
   auto env = env_of(dep);
   EXPECT_EQ(env["GIT_USERNAME"],
             R"({"secretKeyRef":{"name":"docs-git","key":"username","optional":true}})");
@@ -126,6 +126,7 @@ TEST(SharedVolumeObjects, TheSyncerForEachSource) {
   auto s3dep = build_syncer_deployment(s3, s, "1");
   EXPECT_NE(args_of(s3dep).find(R"("--source-type","s3","--source","bucket/models")"),
             std::string::npos);
+  EXPECT_EQ(args_of(s3dep).find("--cache"), std::string::npos) << "a Git object store only";
   EXPECT_EQ(
       json::dump(
           *s3dep.at_path({"spec", "template", "spec", "containers"})->as_array()[0].at("envFrom")),
