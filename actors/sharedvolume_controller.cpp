@@ -291,6 +291,13 @@ void reconcile(self_ptr self, const std::string& key) {
   // The NFS server (dynamic storage) and whether it is available.
   volume_observation o;
   o.consumers = consumers;
+  if (const auto& secret = v.spec.source.secret_name; !secret.empty()) {
+    auto got = client.get_sync(k8s::resources::secrets(), server_ns, secret);
+    if (!got && got.error().code == errc::not_found) {
+      o.missing_secret = server_ns + "/" + secret;
+      recheck_later(self, key);  // Secrets are not watched
+    }
+  }
   if (!v.spec.storage.external) {
     ensure(self, k8s::resources::persistentvolumeclaims(), config::build_nfs_claim(v, st.s.objects),
            nullptr);

@@ -83,6 +83,12 @@ config::sharedvolume_status volume_status(const config::sharedvolume& v,
               " (annotate tidesync.io/force-delete=true to delete it anyway)");
     else
       set("Ready", "False", "Deleting", "being deleted: removing its server, syncer and claims");
+  } else if (!o.missing_secret.empty()) {
+    st.phase = synced_once ? "Ready" : "Pending";
+    set("Ready", synced_once ? "True" : "False", "SecretNotFound",
+        "the source's Secret " + o.missing_secret +
+            " does not exist: create it (the syncer waits for it)" +
+            (synced_once ? "; revision " + st.revision + " is still served" : ""));
   } else if (server && synced_once) {
     st.phase = "Ready";
     set("Ready", "True", "Ready", "revision " + st.revision + " is served");

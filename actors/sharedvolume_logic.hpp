@@ -18,6 +18,7 @@ struct volume_observation {
   bool server_ready = false;  // external storage, or the NFS Deployment is Available
   std::string server_message;
   std::map<std::string, std::vector<std::string>> consumers;  // namespace → pod names
+  std::string missing_secret;  // the source's Secret, when it does not exist
 };
 
 // The status to write: conditions ServerReady, Synced, Ready; phase; nfs; consumers. The sync

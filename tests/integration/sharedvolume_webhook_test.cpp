@@ -274,3 +274,46 @@ TEST_F(sharedvolume_webhook, an_invalid_spec_is_reported) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(sharedvolume_webhook, a_missing_secret_is_reported_and_sync_now_restarts_the_syncer) {
+  apply(
+      "apiVersion: tidesync.io/v1alpha1\nkind: SharedVolume\nmetadata: {name: site, namespace: "
+      "team-a}\nspec:\n  source: {s3: {remote: bucket/site, secretRef: {name: site-store}}}\n"
+      "  storage: {external: {server: nfs.example.com}}\n");
+  ASSERT_TRUE(eventually(
+      [&] {
+        return sim_->condition("sharedvolume", "site", "team-a", "Ready") == "False SecretNotFound";
+      },
+      20s));
+  EXPECT_NE(status_of("sharedvolume", "site", "team-a",
+                      "{.status.conditions[?(@.type==\"Ready\")].message}")
+                .find("team-a/site-store"),
+            std::string::npos);
+  EXPECT_TRUE(eventually([&] { return sim_->has_event("team-a", "SecretNotFound", "site"); }, 20s));
+  // Creating it clears the condition (Secrets are looked at again every 10 s).
+  apply(
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: site-store, namespace: team-a}\n"
+      "stringData: {REMOTE_TYPE: s3}\n");
+  ASSERT_TRUE(eventually(
+      [&] {
+        return sim_->condition("sharedvolume", "site", "team-a", "Ready") ==
+               "False WaitingForFirstSync";
+      },
+      30s));
+  // tidesync.io/sync-now changes the syncer's pod template: a new syncer pod, which syncs at start.
+  auto generation = [&] {
+    return status_of("deployment", "sv-site-syncer", "team-a",
+                     "{.spec.template.metadata.annotations.tidesync\\.io/sync-generation}");
+  };
+  ASSERT_TRUE(eventually([&] { return !generation().empty(); }, 20s));
+  const auto before = generation();
+  ASSERT_EQ(sim_->kubectl({"annotate", "sharedvolume", "-n", "team-a", "site",
+                           "tidesync.io/sync-now=now-1"})
+                .status,
+            0);
+  ASSERT_TRUE(eventually([&] { return generation() == before + "/now-1"; }, 20s)) << generation();
+}
+
+}  // namespace
