@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "config/object_meta.hpp"
 #include "config/pod_injection.hpp"
 #include "runtime/base64.hpp"
 #include "runtime/rfc3339.hpp"
@@ -11,14 +12,6 @@
 
 namespace tidesync::actors {
 namespace {
-
-std::map<std::string, std::string> string_map(const json::value* o) {
-  std::map<std::string, std::string> out;
-  if (o != nullptr && o->is_object())
-    for (const auto& [k, v] : o->as_object())
-      if (v.is_string()) out[k] = v.as_string();
-  return out;
-}
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;
@@ -53,11 +46,11 @@ config::podfilesystemsync_status pfs_status(const config::podfilesystemsync& s,
   st.observed_generation = gen;
   st.pods.clear();
   for (const auto& pod : pods) {
-    auto labels = string_map(pod.at_path({"metadata", "labels"}));
+    auto labels = config::read_string_map(pod.at_path({"metadata", "labels"}));
     if (labels[std::string(config::k_volume_syncing_label)] != "true" ||
         !s.spec.pod_selector.matches(labels))
       continue;
-    auto annotations = string_map(pod.at_path({"metadata", "annotations"}));
+    auto annotations = config::read_string_map(pod.at_path({"metadata", "annotations"}));
     const auto* name = pod.at_path({"metadata", "name"});
     config::pod_sync_status p;
     if (annotations[std::string(config::k_injected_annotation)] == s.metadata.name) {

@@ -80,14 +80,6 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
-std::map<std::string, std::string> string_map(const json::value* o) {
-  std::map<std::string, std::string> out;
-  if (o != nullptr && o->is_object())
-    for (const auto& [k, v] : o->as_object())
-      if (v.is_string()) out[k] = v.as_string();
-  return out;
-}
-
 }  // namespace
 
 volume_ref ref_of(const sharedvolume& v) {
@@ -384,7 +376,7 @@ std::string spec_hash(const json::value& object) {
 mount_decision decide_mounts(const json::value& pod, const std::string& ns,
                              const volume_finder& find) {
   mount_decision d;
-  auto annotations = string_map(pod.at_path({"metadata", "annotations"}));
+  auto annotations = read_string_map(pod.at_path({"metadata", "annotations"}));
   std::vector<volume_ref> wanted;
   auto add_names = [&](std::string_view key, bool cluster) {
     auto it = annotations.find(std::string(key));

@@ -31,6 +31,7 @@
 #include "runtime/base64.hpp"
 #include "runtime/json/value.hpp"
 #include "tests/support/files.hpp"
+#include "tests/support/git_repo.hpp"
 #include "tests/support/process.hpp"
 
 namespace {
@@ -56,54 +57,7 @@ env_list joined(env_list a, const env_list& b) {
   return a;
 }
 
-// A repository made with the git CLI, isolated from the machine's git configuration.
-class repo {
- public:
-  repo(fs::path dir, const fs::path& home) : dir_(std::move(dir)) {
-    env_ = {{"HOME", home.string()},        {"GIT_CONFIG_NOSYSTEM", "1"},
-            {"GIT_AUTHOR_NAME", "Test"},    {"GIT_AUTHOR_EMAIL", "test@example.com"},
-            {"GIT_COMMITTER_NAME", "Test"}, {"GIT_COMMITTER_EMAIL", "test@example.com"}};
-    fs::create_directories(dir_);
-    git({"init", "-q", "-b", "main"});
-  }
-  // Runs git in the repository; its output (the test fails on a non-zero exit).
-  std::string git(const std::vector<std::string>& args) {
-    std::vector<std::string> argv{"git", "-C", dir_.string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = run(argv, env_, 30s);
-    EXPECT_EQ(r.status, 0) << "git " << args.front() << ": " << r.output;
-    return r.output;
-  }
-  // Writes the files ("" content deletes one), commits them all; returns the commit id.
-  std::string commit(const std::map<std::string, std::string>& files, const std::string& msg) {
-    for (const auto& [path, content] : files) {
-      if (content.empty()) {
-        fs::remove(dir_ / path);
-      } else {
-        write(dir_ / path, content);
-      }
-    }
-    git({"add", "-A"});
-    git({"commit", "-q", "-m", msg});
-    return head();
-  }
-  std::string head() {
-    auto out = git({"rev-parse", "HEAD"});
-    return out.substr(0, 40);
-  }
-  // The working tree's files (no .git).
-  std::map<std::string, std::string> files() {
-    auto t = tidesync::test::files(dir_);
-    for (auto it = t.begin(); it != t.end();)
-      it = it->first.rfind(".git", 0) == 0 ? t.erase(it) : std::next(it);
-    return t;
-  }
-  [[nodiscard]] const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path dir_;
-  env_list env_;
-};
+using repo = tidesync::test::git_repo;
 
 // Opens <share>/current once and reads two files through that one directory handle: what a
 // reader that opened the tree sees. nullopt on an error (with `err` set).
@@ -282,7 +236,7 @@ TEST_F(agent_mirror_git_test, a_new_commit_switches_current_and_older_revisions_
   auto first = mirror(src_->dir().string(), {"--interval", "1h"});
   ASSERT_EQ(first.status, 0) << first.output;
   EXPECT_EQ(current(), a);
-  EXPECT_EQ(current_files(), src_->files());
+  EXPECT_EQ(current_files(), src_->tree_files());
   EXPECT_FALSE(fs::exists(share_ / "current" / ".git")) << "a tree, not a clone";
 
   auto again = mirror(src_->dir().string(), {"--interval", "1h"});
@@ -294,7 +248,7 @@ TEST_F(agent_mirror_git_test, a_new_commit_switches_current_and_older_revisions_
   auto second = mirror(src_->dir().string(), {"--interval", "1h"});
   ASSERT_EQ(second.status, 0) << second.output;
   EXPECT_EQ(current(), b);
-  EXPECT_EQ(current_files(), src_->files());
+  EXPECT_EQ(current_files(), src_->tree_files());
   EXPECT_EQ(revisions(), (std::set<std::string>{a, b})) << "the previous one stays an interval";
 
   const std::string c = src_->commit({{"new.txt", ""}}, "third");

@@ -20,6 +20,7 @@
 #include "runtime/json/value.hpp"
 #include "runtime/transfer/s3_client.hpp"
 #include "tests/support/files.hpp"
+#include "tests/support/git_repo.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/s3rver.hpp"
 #include "tests/support/simulation.hpp"
@@ -30,45 +31,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using tidesync::test::eventually;
 using tidesync::test::read_file;
-using tidesync::test::run;
 using tidesync::test::write_file;
 namespace json = tidesync::json;
 
 const std::string k_bucket = "sv-e2e";
-
-// A repository made with the git CLI, isolated from the machine's configuration.
-class repo {
- public:
-  explicit repo(fs::path dir) : dir_(std::move(dir)) {
-    env_ = {{"HOME", dir_.parent_path().string()}, {"GIT_CONFIG_NOSYSTEM", "1"},
-            {"GIT_AUTHOR_NAME", "Test"},           {"GIT_AUTHOR_EMAIL", "t@example.com"},
-            {"GIT_COMMITTER_NAME", "Test"},        {"GIT_COMMITTER_EMAIL", "t@example.com"}};
-    fs::create_directories(dir_);
-    git({"init", "-q", "-b", "main"});
-  }
-  std::string git(const std::vector<std::string>& args) {
-    std::vector<std::string> argv{"git", "-C", dir_.string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = run(argv, env_, 30s);
-    EXPECT_EQ(r.status, 0) << r.output;
-    return r.output;
-  }
-  std::string commit(const std::map<std::string, std::string>& files, const std::string& msg) {
-    for (const auto& [path, content] : files)
-      write_file(dir_ / path, content);
-    git({"add", "-A"});
-    git({"commit", "-q", "-m", msg});
-    auto sha = git({"rev-parse", "HEAD"});
-    while (!sha.empty() && (sha.back() == '\n' || sha.back() == ' '))
-      sha.pop_back();
-    return sha;
-  }
-  [[nodiscard]] const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path dir_;
-  std::vector<std::pair<std::string, std::string>> env_;
-};
 
 class sharedvolume_e2e : public ::testing::Test {
  protected:
@@ -137,7 +103,7 @@ class sharedvolume_e2e : public ::testing::Test {
 };
 
 TEST_F(sharedvolume_e2e, a_git_repository_reaches_two_pods_and_follows_new_commits) {
-  repo src(dir_ / "repo");
+  tidesync::test::git_repo src(dir_ / "repo", dir_);
   const auto first =
       src.commit({{"README.md", "# docs v1\n"}, {"guide/intro.md", "hello\n"}}, "first");
   apply(
