@@ -58,23 +58,11 @@ class pfs_e2e : public ::testing::Test {
         "  REMOTE_TYPE: s3\n  REMOTE_PROVIDER: Other\n  REMOTE_ACCESS_KEY_ID: S3RVER\n"
         "  REMOTE_SECRET_ACCESS_KEY: S3RVER\n  REMOTE_REGION: us-east-1\n  REMOTE_ENDPOINT: " +
         s3_.endpoint() + "\n");
-    ASSERT_TRUE(eventually(
-        [&] {
-          return sim_->kubectl({"get", "mutatingwebhookconfiguration", "tidesync-pod-injection"})
-                     .status == 0;
-        },
-        30s))
-        << sim_->log();
+    ASSERT_TRUE(sim_->webhook_registered()) << sim_->log();
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "--- simulate log ---\n" << sim_->log();
-      std::error_code ec;
-      for (const auto& e : fs::recursive_directory_iterator(sim_->data_dir() / "logs", ec))
-        if (e.is_regular_file())
-          std::cerr << "--- " << e.path().string() << " ---\n" << read_file(e.path());
-    }
+    if (HasFailure()) std::cerr << sim_->all_logs();
     sim_.reset();  // stopped by PID: the kubelet stops the pods' processes
     std::error_code ec;
     if (!dir_.empty()) fs::remove_all(dir_, ec);

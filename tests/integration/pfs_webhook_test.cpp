@@ -45,13 +45,7 @@ class pfs_webhook : public ::testing::Test {
     ASSERT_TRUE(sim_->ready()) << sim_->log();
     apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n");
     // Registered once the controller has listed the PodFilesystemSyncs.
-    ASSERT_TRUE(eventually(
-        [&] {
-          return kubectl({"get", "mutatingwebhookconfiguration", "tidesync-pod-injection"})
-                     .status == 0;
-        },
-        30s))
-        << sim_->log();
+    ASSERT_TRUE(sim_->webhook_registered()) << sim_->log();
   }
 
   void TearDown() override {

@@ -49,22 +49,10 @@ class sharedvolume_e2e : public ::testing::Test {
     sim_ = std::make_unique<tidesync::test::simulation>(dir_);
     ASSERT_TRUE(sim_->ready()) << sim_->log();
     apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n");
-    ASSERT_TRUE(eventually(
-        [&] {
-          return sim_->kubectl({"get", "mutatingwebhookconfiguration", "tidesync-pod-injection"})
-                     .status == 0;
-        },
-        30s))
-        << sim_->log();
+    ASSERT_TRUE(sim_->webhook_registered()) << sim_->log();
   }
   void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "--- simulate log ---\n" << sim_->log();
-      std::error_code ec;
-      for (const auto& e : fs::recursive_directory_iterator(sim_->data_dir() / "logs", ec))
-        if (e.is_regular_file())
-          std::cerr << "--- " << e.path().string() << " ---\n" << read_file(e.path());
-    }
+    if (HasFailure()) std::cerr << sim_->all_logs();
     sim_.reset();
     std::error_code ec;
     if (!dir_.empty()) fs::remove_all(dir_, ec);

@@ -40,13 +40,7 @@ class sharedvolume_webhook : public ::testing::Test {
     ASSERT_TRUE(sim_->ready()) << sim_->log();
     for (const char* ns : {"team-a", "team-b", "team-c"})
       apply(std::string("apiVersion: v1\nkind: Namespace\nmetadata: {name: ") + ns + "}\n");
-    ASSERT_TRUE(eventually(
-        [&] {
-          return sim_->kubectl({"get", "mutatingwebhookconfiguration", "tidesync-pod-injection"})
-                     .status == 0;
-        },
-        30s))
-        << sim_->log();
+    ASSERT_TRUE(sim_->webhook_registered()) << sim_->log();
   }
   void TearDown() override {
     if (HasFailure()) std::cerr << "--- simulate log ---\n" << sim_->log();

@@ -79,6 +79,24 @@ class simulation {
           return std::string(c.get_string("status")) + " " + std::string(c.get_string("reason"));
     return {};
   }
+  // Waits (up to 30 s) until the controller has registered its admission webhook: pods created
+  // before that are not mutated.
+  bool webhook_registered() {
+    return eventually(
+        [&] {
+          return kubectl({"get", "mutatingwebhookconfiguration", "tidesync-pod-injection"})
+                     .status == 0;
+        },
+        std::chrono::seconds(30));
+  }
+  // simulate's log and every container log of the simulated kubelet (for a failure message).
+  [[nodiscard]] std::string all_logs() const {
+    std::string out = "--- simulate log ---\n" + log();
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(data_dir() / "logs", ec))
+      if (e.is_regular_file()) out += "--- " + e.path().string() + " ---\n" + read_file(e.path());
+    return out;
+  }
   // Whether an Event with `reason` about `object` exists in `ns`.
   bool has_event(const std::string& ns, const std::string& reason, const std::string& object) {
     auto r = kubectl({"get", "events", "-n", ns, "-o",
