@@ -113,6 +113,10 @@ expected<std::vector<manifest_document>> load_manifests(const std::string& path)
   if (fs::is_directory(path, ec)) {
     for (const auto& entry : fs::directory_iterator(path, ec)) {
       auto ext = entry.path().extension().string();
+      // kustomize's own file (deploy/crds is also a kustomization) is not a Kubernetes object.
+      const auto stem = entry.path().filename().string();
+      if (stem == "kustomization.yaml" || stem == "kustomization.yml" || stem == "Kustomization")
+        continue;
       if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
         files.push_back(entry.path().string());
     }
