@@ -161,7 +161,8 @@ if [ "$s3_port" != 4568 ]; then
   done
 fi
 say "starting $bin simulate --data-dir $data_dir deploy/crds $manifests (log: $sim_log)"
-"$bin" simulate --data-dir "$data_dir" "$repo/deploy/crds" "$manifests" >"$sim_log" 2>&1 </dev/null &
+"$bin" simulate --data-dir "$data_dir" --controller-rbac "$repo/deploy/base/rbac.yaml" \
+  "$repo/deploy/crds" "$manifests" >"$sim_log" 2>&1 </dev/null &
 sim_pid=$!
 echo "$sim_pid" >"$sim_pid_file"
 

@@ -17,6 +17,7 @@
 
 #include "runtime/apiserver/admission.hpp"
 #include "runtime/apiserver/protobuf.hpp"
+#include "runtime/apiserver/rbac.hpp"
 #include "runtime/apiserver/store.hpp"
 #include "runtime/log.hpp"
 #include "runtime/rfc3339.hpp"
@@ -489,9 +490,20 @@ struct server::impl {
     }
   }
 
+  // The RBAC user of a request, "" for an administrator (no token of opts.token_users).
+  std::string rbac_user(const httplib::Request& req) const {
+    if (opts.token_users.empty()) return {};
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string_view bearer = "Bearer ";
+    if (auth.compare(0, bearer.size(), bearer) != 0) return {};
+    auto it = opts.token_users.find(auth.substr(bearer.size()));
+    return it == opts.token_users.end() ? std::string() : it->second;
+  }
+
   void dispatch(const httplib::Request& req, httplib::Response& res) {
     const std::string& p = req.path;
     const auto seg = split_path(p);
+    const std::string user = rbac_user(req);
     if (req.method == "GET") {
       if (p == "/healthz" || p == "/readyz" || p == "/livez") {
         res.set_content("ok", "text/plain");
@@ -546,7 +558,7 @@ struct server::impl {
             res, http_error(404, "NotFound", "the server could not find the requested resource"));
       }
     }
-    if (req.method == "POST" && opts.debug_endpoints) {
+    if (req.method == "POST" && opts.debug_endpoints && user.empty()) {
       if (p == "/debug/tidesync/compact") {
         st.compact();
         return send_json(
@@ -587,6 +599,17 @@ struct server::impl {
     const std::string& m = req.method;
     bool watch = r.watch_prefix || req.get_param_value("watch") == "true" ||
                  req.get_param_value("watch") == "1";
+    if (!user.empty()) {
+      const request_attributes a{
+          rbac_verb(m, !r.name.empty(), watch), r.group, r.plural, r.subresource, r.ns, r.name};
+      if (!authorize(st, user, a)) {
+        std::string why = forbidden_message(user, a);
+        log->warn("RBAC denied: {}", why);
+        error e = http_error(403, "Forbidden", std::move(why));
+        e.subject = error_subject{a.resource, a.group, a.name};
+        return send_error(res, e);
+      }
+    }
     if (m == "GET" && watch) return do_watch(req, res, t, r);
     if (r.watch_prefix)
       return send_error(res,

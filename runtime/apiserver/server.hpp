@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,10 @@ struct server_options {
   size_t threads = 256;                          // each open watch holds one
   bool debug_endpoints = true;                   // POST /debug/tidesync/compact and /close-watches
   std::chrono::seconds max_watch_timeout{1800};  // when the client gives no timeoutSeconds
+  // Bearer token -> user name ("system:serviceaccount:NS:NAME"). A request with one of these
+  // tokens is authorized by the RBAC objects in the store (rbac.hpp) and gets 403 Forbidden
+  // when no rule allows it; every other request is an administrator's, as before.
+  std::map<std::string, std::string> token_users;
 };
 
 class server {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,7 +32,7 @@ namespace {
 constexpr const char* kUsage =
     R"(Usage: tidesync simulate [--port N] [--kubeconfig PATH] [--data-dir DIR]
                          [--no-controller] [--no-kubelet] [--volume-claim-grace D]
-                         [--history N] [MANIFEST_OR_DIR ...]
+                         [--controller-rbac FILE] [--history N] [MANIFEST_OR_DIR ...]
 
 Runs an embedded Kubernetes API server on 127.0.0.1 that speaks the real wire protocol
 (discovery, CRDs, list/watch, /status, patches, finalizers, garbage collection), writes a
@@ -53,6 +54,12 @@ Flags:
   --no-kubelet       do not run Jobs, Deployments or Pods (Jobs and Deployments get no pods,
                      Pods stay Pending, as on a cluster with no nodes)
   --volume-claim-grace D  the controller's --volume-claim-grace (default 30s)
+  --controller-rbac FILE  apply FILE (a ServiceAccount and its Roles and bindings, e.g.
+                     deploy/base/rbac.yaml) and run the controller as that ServiceAccount:
+                     its requests are authorized by RBAC, a missing permission is 403
+                     Forbidden and logged ("RBAC denied"), as in a cluster. Without it the
+                     controller, like kubectl, may do anything. DATA_DIR/controller-kubeconfig
+                     is that identity, for `tidesync controller` beside --no-controller.
   --history N        watch events kept for resuming a watch (default 10000); a watch from
                      an older resourceVersion gets 410 Expired
   -h, --help         show this help
@@ -84,7 +91,8 @@ expected<void> write_file_atomic(const std::string& path, const std::string& tex
   return {};
 }
 
-std::string kubeconfig_text(int port) {
+// A kubeconfig for the server; with a token, for the user that token names (--controller-rbac).
+std::string kubeconfig_text(int port, const std::string& token = {}) {
   std::string server = "http://127.0.0.1:" + std::to_string(port);
   return "apiVersion: v1\n"
          "kind: Config\n"
@@ -103,7 +111,9 @@ std::string kubeconfig_text(int port) {
          "current-context: tidesync-simulate\n"
          "users:\n"
          "- name: tidesync-simulate\n"
-         "  user: {}\n"
+         "  user: " +
+         (token.empty() ? std::string("{}") : "{token: " + token + "}") +
+         "\n"
          "preferences: {}\n";
 }
 
@@ -154,6 +164,7 @@ int run_simulate(int argc, char** argv) {
   bool run_kubelet = true;
   std::chrono::seconds volume_claim_grace{30};
   bool run_controller = true;
+  std::string controller_rbac;
   std::vector<std::string> manifests;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -197,6 +208,10 @@ int run_simulate(int argc, char** argv) {
       if (!d || d->count() < 0)
         return usage_error("--volume-claim-grace needs a duration such as 30s");
       volume_claim_grace = *d;
+    } else if (is("--controller-rbac")) {
+      const char* v = value("--controller-rbac");
+      if (v == nullptr || *v == '\0') return usage_error("--controller-rbac needs a manifest file");
+      controller_rbac = v;
     } else if (a == "--no-kubelet") {
       run_kubelet = false;
     } else if (a == "--no-controller") {
@@ -219,6 +234,40 @@ int run_simulate(int argc, char** argv) {
     }
     for (auto& d : *loaded)
       docs.push_back(std::move(d));
+  }
+
+  // The controller's identity: the one ServiceAccount of --controller-rbac, with a bearer token
+  // made up for this run.
+  std::vector<apiserver::manifest_document> rbac_docs;
+  std::string controller_user, controller_token;
+  if (!controller_rbac.empty()) {
+    auto loaded = apiserver::load_manifests(controller_rbac);
+    if (!loaded) {
+      std::fprintf(stderr, "tidesync simulate: --controller-rbac: %s\n",
+                   loaded.error().message.c_str());
+      return 2;
+    }
+    rbac_docs = std::move(*loaded);
+    for (const auto& d : rbac_docs) {
+      if (d.object.get_string("kind") != "ServiceAccount") continue;
+      if (!controller_user.empty())
+        return usage_error("--controller-rbac " + controller_rbac +
+                           " has more than one ServiceAccount; keep the controller's only");
+      const auto* meta = d.object.at("metadata");
+      std::string ns = meta ? std::string(meta->get_string("namespace")) : "";
+      if (ns.empty()) ns = "default";
+      controller_user =
+          "system:serviceaccount:" + ns + ":" + std::string(meta ? meta->get_string("name") : "");
+    }
+    if (controller_user.empty())
+      return usage_error("--controller-rbac " + controller_rbac +
+                         " has no ServiceAccount: it names the controller's identity");
+    std::random_device rd;
+    char hex[17];
+    for (int k = 0; k < 2; ++k) {
+      std::snprintf(hex, sizeof hex, "%08x%08x", rd(), rd());
+      controller_token += hex;
+    }
   }
 
   std::error_code ec;
@@ -258,11 +307,46 @@ int run_simulate(int argc, char** argv) {
 
   apiserver::server_options opts;
   opts.port = port;
+  if (!controller_token.empty()) opts.token_users[controller_token] = controller_user;
   apiserver::server srv(st, opts);
   auto bound = srv.start();
   if (!bound) {
     std::fprintf(stderr, "tidesync simulate: %s\n", bound.error().message.c_str());
     return 1;
+  }
+  // The controller's namespace (lock and leader Leases), as `kubectl apply -f deploy/` makes it.
+  if (auto ns = apply(st,
+                      apiserver::manifest_document{
+                          "(built in)", json::value(json::object{
+                                            {"apiVersion", "v1"},
+                                            {"kind", "Namespace"},
+                                            {"metadata", json::object{{"name", "tidesync-system"}}},
+                                        })});
+      !ns) {
+    std::fprintf(stderr, "tidesync simulate: %s\n", ns.error().message.c_str());
+    srv.stop();
+    return 1;
+  }
+  // The controller's RBAC, and its kubeconfig, before the kubeconfig that tells the server is up.
+  for (const auto& d : rbac_docs) {
+    if (auto a = apply(st, d); !a) {
+      std::fprintf(stderr, "tidesync simulate: --controller-rbac: cannot apply %s\n",
+                   a.error().message.c_str());
+      srv.stop();
+      return 1;
+    }
+  }
+  if (!controller_token.empty()) {
+    log->info("the controller runs as {} under the RBAC of {}", controller_user, controller_rbac);
+    const auto path = (std::filesystem::path(data_dir) / "controller-kubeconfig").string();
+    auto w = write_file_atomic(path, kubeconfig_text(*bound, controller_token));
+    if (!w) {
+      std::fprintf(stderr, "tidesync simulate: %s\n", w.error().message.c_str());
+      srv.stop();
+      return 1;
+    }
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   }
   if (auto w = write_file_atomic(kubeconfig, kubeconfig_text(*bound)); !w) {
     std::fprintf(stderr, "tidesync simulate: %s\n", w.error().message.c_str());
@@ -277,19 +361,6 @@ int run_simulate(int argc, char** argv) {
     }
   }
   if (!docs.empty()) log->info("applied {} object(s)", docs.size());
-  // The controller's namespace (lock and leader Leases), as `kubectl apply -f deploy/` makes it.
-  if (auto ns = apply(st,
-                      apiserver::manifest_document{
-                          "(built in)", json::value(json::object{
-                                            {"apiVersion", "v1"},
-                                            {"kind", "Namespace"},
-                                            {"metadata", json::object{{"name", "tidesync-system"}}},
-                                        })});
-      !ns) {
-    std::fprintf(stderr, "tidesync simulate: %s\n", ns.error().message.c_str());
-    srv.stop();
-    return 1;
-  }
   // The simulated kubelet runs rclone/tidesync Jobs, Deployments and Pods as local processes
   // (this binary for tidesync images).
   std::unique_ptr<apiserver::kubelet> kubelet;
@@ -328,6 +399,7 @@ int run_simulate(int argc, char** argv) {
     cf.volume_claim_grace = volume_claim_grace;
     k8s::connection_config conn;
     conn.server = "http://127.0.0.1:" + std::to_string(*bound);
+    conn.token = controller_token;
     controller_thread = std::thread([cf, conn, &stop_controller, &controller_exit] {
       controller_exit = run_controller_until(cf, stop_controller, &conn);
     });

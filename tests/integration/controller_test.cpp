@@ -21,6 +21,7 @@
 #include "actors/lease.hpp"
 #include "runtime/json/value.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/simulation.hpp"
 
 namespace fs = std::filesystem;
 using namespace tidesync;
@@ -66,8 +67,8 @@ class controller_e2e : public ::testing::Test {
     sim = std::make_unique<child>(std::vector<std::string>{
         "sh", "-c",
         "exec '" + std::string(TIDESYNC_BINARY) + "' simulate --no-controller --data-dir '" + data +
-            "' '" + std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" + dir +
-            "/simulate.log' 2>&1"});
+            "' --controller-rbac '" + simulation::rbac_manifest() + "' '" +
+            std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" + dir + "/simulate.log' 2>&1"});
     kubeconfig = data + "/kubeconfig";
     ASSERT_TRUE(eventually(
         [&] {
@@ -81,6 +82,7 @@ class controller_e2e : public ::testing::Test {
   void TearDown() override {
     controllers.clear();
     sim.reset();
+    simulation::expect_no_rbac_denial(dir + "/simulate.log");
     if (HasFailure()) {
       std::cerr << "--- simulate log ---\n" << read_file(dir + "/simulate.log");
       for (int i = 0; i < controller_count; ++i)
@@ -93,8 +95,9 @@ class controller_e2e : public ::testing::Test {
 
   // Starts `tidesync controller` with `flags`; its log goes to controller-<n>.log.
   child& start_controller(const std::vector<std::string>& flags = {}) {
+    // The controller's own identity (deploy/base/rbac.yaml), not kubectl's administrator.
     std::string cmd = "exec '" + std::string(TIDESYNC_BINARY) + "' controller --kubeconfig '" +
-                      kubeconfig + "' --health-addr 0";
+                      dir + "/sim/controller-kubeconfig" + "' --health-addr 0";
     bool metrics = false;
     for (const auto& f : flags) {
       cmd += " '" + f + "'";

@@ -34,6 +34,7 @@
 #include "runtime/watch/informer.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/simulation.hpp"
 
 namespace fs = std::filesystem;
 using namespace tidesync;
@@ -99,8 +100,8 @@ class datasync_e2e : public ::testing::Test {
     sim = std::make_unique<child>(std::vector<std::string>{
         "sh", "-c",
         "exec '" + std::string(TIDESYNC_BINARY) + "' simulate --no-controller --data-dir '" + data +
-            "' '" + std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" + dir +
-            "/simulate.log' 2>&1"});
+            "' --controller-rbac '" + simulation::rbac_manifest() + "' '" +
+            std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" + dir + "/simulate.log' 2>&1"});
     kubeconfig = data + "/kubeconfig";
     ASSERT_TRUE(eventually(
         [&] {
@@ -127,6 +128,7 @@ class datasync_e2e : public ::testing::Test {
     client_.reset();
     controllers.clear();
     sim.reset();
+    simulation::expect_no_rbac_denial(dir + "/simulate.log");
     if (HasFailure()) {
       std::cerr << "--- simulate log ---\n" << read_file(dir + "/simulate.log");
       for (int i = 0; i < controller_count; ++i)
@@ -164,8 +166,10 @@ class datasync_e2e : public ::testing::Test {
   int gets(const std::string& path) { return requests("GET", path); }
 
   child& start_controller() {
+    // The controller's own identity (deploy/base/rbac.yaml), not kubectl's administrator.
     std::string cmd = "exec '" + std::string(TIDESYNC_BINARY) + "' controller --kubeconfig '" +
-                      kubeconfig + "' --health-addr 0 --metrics-addr 0 > '" + dir + "/controller-" +
+                      dir + "/sim/controller-kubeconfig" +
+                      "' --health-addr 0 --metrics-addr 0 > '" + dir + "/controller-" +
                       std::to_string(controller_count++) + ".log' 2>&1";
     controllers.push_back(std::make_unique<child>(std::vector<std::string>{"sh", "-c", cmd}));
     return *controllers.back();

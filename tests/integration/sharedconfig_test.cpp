@@ -29,6 +29,7 @@
 #include "tests/support/files.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/s3rver.hpp"
+#include "tests/support/simulation.hpp"
 
 namespace {
 
@@ -94,7 +95,8 @@ class sharedconfig_e2e : public ::testing::Test {
     const fs::path data = dir_ / "sim";
     sim_ = std::make_unique<child>(std::vector<std::string>{
         "sh", "-c",
-        "exec '" + k_binary + "' simulate --port 0 --data-dir '" + data.string() + "' '" +
+        "exec '" + k_binary + "' simulate --port 0 --data-dir '" + data.string() +
+            "' --controller-rbac '" + tidesync::test::simulation::rbac_manifest() + "' '" +
             std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" +
             (dir_ / "simulate.log").string() + "' 2>&1"});
     kubeconfig_ = (data / "kubeconfig").string();
@@ -150,6 +152,7 @@ class sharedconfig_e2e : public ::testing::Test {
   void TearDown() override {
     agents_.clear();  // stopped by PID
     sim_.reset();     // stopped by PID
+    tidesync::test::simulation::expect_no_rbac_denial(dir_ / "simulate.log");
     if (s3_port_ > 0) tidesync::test::s3rver_peer::stop(s3_dir_);
     if (HasFailure()) std::cerr << "--- simulate log ---\n" << read_file(dir_ / "simulate.log");
     std::error_code ec;

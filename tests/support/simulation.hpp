@@ -2,6 +2,8 @@
 // kubectl against it. The log is in <dir>/simulate.log.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -16,13 +18,14 @@ namespace tidesync::test {
 
 class simulation {
  public:
-  // Starts `tidesync simulate --port 0 --data-dir DIR/sim EXTRA... deploy/crds` and waits (up to
-  // 30 s) until kubectl can reach it.
+  // Starts `tidesync simulate --port 0 --data-dir DIR/sim --controller-rbac deploy/base/rbac.yaml
+  // EXTRA... deploy/crds` and waits (up to 30 s) until kubectl can reach it. The controller runs
+  // under the shipped RBAC: a request it denies fails the test when the simulation stops.
   simulation(std::filesystem::path dir, const std::vector<std::string>& extra_args = {})
       : dir_(std::move(dir)) {
     using namespace std::chrono_literals;
     std::string cmd = "exec '" + std::string(TIDESYNC_BINARY) + "' simulate --port 0 --data-dir '" +
-                      data_dir().string() + "'";
+                      data_dir().string() + "' --controller-rbac '" + rbac_manifest() + "'";
     for (const auto& a : extra_args)
       cmd += " '" + a + "'";
     cmd += " '" + std::string(TIDESYNC_SOURCE_DIR) + "/deploy/crds' > '" + log_path().string() +
@@ -36,7 +39,22 @@ class simulation {
         },
         30s);
   }
-  ~simulation() { stop(); }
+  ~simulation() {
+    stop();
+    expect_no_rbac_denial(log_path());
+  }
+  // The RBAC the controller runs under in every test.
+  static std::string rbac_manifest() {
+    return std::string(TIDESYNC_SOURCE_DIR) + "/deploy/base/rbac.yaml";
+  }
+  // Fails the running test for every request of the controller that RBAC denied (the API
+  // server logs "RBAC denied: …"): deploy/base/rbac.yaml lacks a permission the controller uses.
+  static void expect_no_rbac_denial(const std::filesystem::path& log) {
+    const std::string text = read_file(log);
+    for (size_t at = text.find("RBAC denied"); at != std::string::npos;
+         at = text.find("RBAC denied", at + 1))
+      ADD_FAILURE() << "deploy/base/rbac.yaml: " << text.substr(at, text.find('\n', at) - at);
+  }
   simulation(const simulation&) = delete;
   simulation& operator=(const simulation&) = delete;
 
