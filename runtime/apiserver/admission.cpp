@@ -142,10 +142,26 @@ expected<json::value> call(const json::value& hook, const json::value& review) {
   return std::move(*body);
 }
 
+// A webhook may see a dry-run request when it declares it has no side effects (None), or none
+// on a dry run (NoneOnDryRun); "Some", "Unknown" (admissionregistration v1beta1) or no
+// declaration at all means it might change something outside the object.
+bool side_effect_free_on_dry_run(const json::value& hook) {
+  auto se = hook.get_string("sideEffects");
+  return se == "None" || se == "NoneOnDryRun";
+}
+
+// The request's options as the AdmissionReview carries them.
+json::value create_options(bool dry_run) {
+  json::object o{{"apiVersion", "meta.k8s.io/v1"}, {"kind", "CreateOptions"}};
+  if (dry_run) o.set("dryRun", json::array{"All"});
+  return o;
+}
+
 }  // namespace
 
 expected<json::value> admit_create(const store& st, const resource_type& t, std::string_view ns,
-                                   json::value obj) {
+                                   json::value obj, write_mode mode) {
+  const bool dry_run = mode == write_mode::dry_run;
   auto mwc = st.find_type("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations");
   if (!mwc) return obj;
   auto configs = st.list(*mwc, "", {});
@@ -165,6 +181,10 @@ expected<json::value> admit_create(const store& st, const resource_type& t, std:
       if (!rules_match(hook, t)) continue;
       if (!selector_matches(hook.at("objectSelector"), labels_of(obj))) continue;
       if (t.res.namespaced && !selector_matches(hook.at("namespaceSelector"), ns_labels)) continue;
+      // kube-apiserver checks this before calling, and the failurePolicy does not apply.
+      if (dry_run && !side_effect_free_on_dry_run(hook))
+        return status_error(400, "BadRequest",
+                            "admission webhook \"" + name + "\" does not support dry run");
       const std::string uid = request_uid();
       json::value review(json::object{
           {"apiVersion", "admission.k8s.io/v1"},
@@ -186,9 +206,8 @@ expected<json::value> admit_create(const store& st, const resource_type& t, std:
                {"userInfo", json::object{{"username", "tidesync-simulate"}}},
                {"object", obj},
                {"oldObject", json::value()},
-               {"dryRun", false},
-               {"options",
-                json::object{{"apiVersion", "meta.k8s.io/v1"}, {"kind", "CreateOptions"}}},
+               {"dryRun", dry_run},
+               {"options", create_options(dry_run)},
            }},
       });
       auto answer = call(hook, review);

@@ -7,6 +7,11 @@
 // Only `url` client configs can be reached here (a `service` has no cluster network to route
 // it): a service config counts as a failed call. Not done: reinvocation, UPDATE/DELETE/CONNECT
 // operations, validating webhooks, matchConditions.
+//
+// A dry-run create (`dryRun=All`) calls a matching webhook only when its sideEffects is None or
+// NoneOnDryRun, with request.dryRun true; any other value (or none) fails the create with 400
+// `admission webhook "NAME" does not support dry run`, whatever the failurePolicy, as
+// kube-apiserver does. Webhooks that do not match the request are not consulted.
 #pragma once
 
 #include <string_view>
@@ -18,8 +23,9 @@
 namespace tidesync::apiserver {
 
 // `obj` as the webhooks leave it, or the error to answer the create with (http_status set:
-// 403/400 for a denial, 500 for a failed call under failurePolicy Fail).
+// 403/400 for a denial, 500 for a failed call under failurePolicy Fail, 400 for a webhook that
+// cannot take a dry run).
 expected<json::value> admit_create(const store& st, const resource_type& t, std::string_view ns,
-                                   json::value obj);
+                                   json::value obj, write_mode mode = write_mode::commit);
 
 }  // namespace tidesync::apiserver

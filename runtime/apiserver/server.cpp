@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <thread>
@@ -57,6 +58,58 @@ error http_error(int status, std::string reason, std::string message) {
   e.http_status = status;
   e.reason = std::move(reason);
   return e;
+}
+
+// A string as Go's %#v prints it inside a []string (strconv.Quote, for the ASCII cases).
+std::string go_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+// The `dryRun` values of a write (query parameter or DeleteOptions.dryRun), checked as
+// kube-apiserver's Validate{Create,Update,Patch,Delete}Options do: none means a real write,
+// every one "All" a dry run, anything else (also an empty value) is 422 Invalid on the options
+// kind (`options_kind`, e.g. "CreateOptions"), with the real server's message and cause.
+expected<write_mode> dry_run_mode(const std::vector<std::string>& values,
+                                  const std::string& options_kind) {
+  if (values.empty()) return write_mode::commit;
+  if (std::all_of(values.begin(), values.end(), [](const std::string& v) { return v == "All"; }))
+    return write_mode::dry_run;
+  std::string list = "[]string{";
+  for (size_t i = 0; i < values.size(); ++i)
+    list += (i != 0 ? ", " : "") + go_quoted(values[i]);
+  list += "}";
+  std::string detail = "Unsupported value: " + list + ": supported values: \"All\"";
+  error e =
+      http_error(422, "Invalid", options_kind + ".meta.k8s.io \"\" is invalid: dryRun: " + detail);
+  e.subject = error_subject{options_kind, "meta.k8s.io", ""};
+  e.causes.push_back(error_cause{"FieldValueNotSupported", "dryRun", detail});
+  return e;
+}
+
+std::vector<std::string> query_values(const httplib::Request& req, const char* key) {
+  std::vector<std::string> out;
+  for (size_t i = 0, n = req.get_param_value_count(key); i < n; ++i)
+    out.push_back(req.get_param_value(key, i));
+  return out;
 }
 
 // "5s", "3m", "2h", "4d" like kubectl's HumanDuration (coarser, good enough for a demo).
@@ -363,9 +416,12 @@ struct server::impl {
                                           : t.res.object_path("", "{name}");
       json::value gvk =
           json::object{{"group", t.res.group}, {"version", t.res.version}, {"kind", t.res.kind}};
-      json::array params{json::object{{"name", "fieldValidation"},
-                                      {"in", "query"},
-                                      {"schema", json::object{{"type", "string"}}}}};
+      json::array params{
+          json::object{
+              {"name", "dryRun"}, {"in", "query"}, {"schema", json::object{{"type", "string"}}}},
+          json::object{{"name", "fieldValidation"},
+                       {"in", "query"},
+                       {"schema", json::object{{"type", "string"}}}}};
       paths.set(path, json::object{{"patch", json::object{{"operationId", "patch" + t.res.kind},
                                                           {"parameters", std::move(params)},
                                                           {"x-kubernetes-group-version-kind", gvk},
@@ -714,24 +770,27 @@ struct server::impl {
 
   void do_create(const httplib::Request& req, httplib::Response& res, const resource_type& t,
                  const route& r) {
+    // kubectl's typed commands (create configmap/secret/namespace) send protobuf.
+    const bool protobuf = media_type(req) == "application/vnd.kubernetes.protobuf";
+    if (!protobuf && !check_json_content_type(req, res)) return;
+    auto mode = dry_run_mode(query_values(req, "dryRun"), "CreateOptions");
+    if (!mode) return send_error(res, mode.error());
     json::value body;
-    if (media_type(req) == "application/vnd.kubernetes.protobuf") {
-      // kubectl's typed commands (create configmap/secret/namespace) send protobuf.
+    if (protobuf) {
       auto decoded = decode_k8s_protobuf(req.body);
       if (!decoded) return send_error(res, decoded.error());
       body = std::move(*decoded);
-    } else {
-      if (!check_json_content_type(req, res)) return;
-      if (!read_body(req, res, t, body)) return;
+    } else if (!read_body(req, res, t, body)) {
+      return;
     }
     if (t.res.namespaced && r.ns.empty())
       return send_error(res, http_error(405, "MethodNotAllowed",
                                         "create needs a namespace: POST to " +
                                             t.res.collection_path("NAMESPACE")));
     // Mutating admission webhooks, as kube-apiserver calls them (admission.hpp).
-    auto admitted = admit_create(st, t, r.ns, std::move(body));
+    auto admitted = admit_create(st, t, r.ns, std::move(body), *mode);
     if (!admitted) return send_error(res, admitted.error());
-    auto created = st.create(t, r.ns, std::move(*admitted));
+    auto created = st.create(t, r.ns, std::move(*admitted), *mode);
     if (!created) return send_error(res, created.error());
     send_json(res, 201, (*created)->text);
   }
@@ -739,9 +798,11 @@ struct server::impl {
   void do_update(const httplib::Request& req, httplib::Response& res, const resource_type& t,
                  const route& r, bool status) {
     if (!check_json_content_type(req, res)) return;
+    auto mode = dry_run_mode(query_values(req, "dryRun"), "UpdateOptions");
+    if (!mode) return send_error(res, mode.error());
     json::value body;
     if (!read_body(req, res, t, body)) return;
-    auto updated = st.update(t, r.ns, r.name, std::move(body), status);
+    auto updated = st.update(t, r.ns, r.name, std::move(body), status, *mode);
     if (!updated) return send_error(res, updated.error());
     send_json(res, 200, (*updated)->text);
   }
@@ -768,9 +829,11 @@ struct server::impl {
                          ") - accepted media types include: application/json-patch+json, "
                          "application/merge-patch+json, application/strategic-merge-patch+json"));
     }
+    auto mode = dry_run_mode(query_values(req, "dryRun"), "PatchOptions");
+    if (!mode) return send_error(res, mode.error());
     json::value body;
     if (!read_body(req, res, t, body)) return;
-    auto patched = st.patch(t, r.ns, r.name, pt, body, status);
+    auto patched = st.patch(t, r.ns, r.name, pt, body, status, *mode);
     if (!patched) return send_error(res, patched.error());
     send_json(res, 200, (*patched)->text);
   }
@@ -788,6 +851,9 @@ struct server::impl {
       }
       d.grace_period_seconds = v;
     }
+    // As kube-apiserver: DeleteOptions come from the body when there is one, and then the
+    // query's dryRun is not read (`?dryRun=All` with a body deletes for real there too).
+    std::vector<std::string> dry_run = query_values(req, "dryRun");
     if (!req.body.empty()) {
       auto doc = json::parse(req.body);
       if (!doc || !doc->is_object()) {
@@ -811,6 +877,19 @@ struct server::impl {
       }
       if (doc->get_bool("orphanDependents") && d.propagation_policy.empty())
         d.propagation_policy = "Orphan";
+      dry_run.clear();
+      if (const auto* dr = doc->at("dryRun"); dr != nullptr && !dr->is_null()) {
+        bool strings =
+            dr->is_array() && std::all_of(dr->as_array().begin(), dr->as_array().end(),
+                                          [](const json::value& v) { return v.is_string(); });
+        if (!strings) {
+          send_error(
+              res, http_error(400, "BadRequest", "DeleteOptions.dryRun must be a list of strings"));
+          return false;
+        }
+        for (const auto& v : dr->as_array())
+          dry_run.push_back(v.as_string());
+      }
     }
     if (!d.propagation_policy.empty() && d.propagation_policy != "Orphan" &&
         d.propagation_policy != "Background" && d.propagation_policy != "Foreground") {
@@ -820,6 +899,12 @@ struct server::impl {
                               "\": supported values: \"Background\", \"Foreground\", \"Orphan\""));
       return false;
     }
+    auto mode = dry_run_mode(dry_run, "DeleteOptions");
+    if (!mode) {
+      send_error(res, mode.error());
+      return false;
+    }
+    d.mode = *mode;
     return true;
   }
 

@@ -468,6 +468,19 @@ resource_type builtin(std::string group, std::string version, std::string plural
   return t;
 }
 
+// A dry run's answer: the object as a write would store it, published nowhere. Its
+// resourceVersion is the one in its metadata (none for a create).
+object_ptr preview(json::value obj) {
+  auto so = std::make_shared<stored_object>();
+  const auto* m = obj.at("metadata");
+  so->rv = std::strtoull(std::string(m->get_string("resourceVersion", "0")).c_str(), nullptr, 10);
+  so->uid = std::string(m->get_string("uid"));
+  so->labels = labels_of(obj);
+  so->text = json::dump(obj);
+  so->obj = std::move(obj);
+  return so;
+}
+
 }  // namespace
 
 std::string type_id(const k8s::resource& r) {
@@ -681,7 +694,7 @@ store::store(store_options options) : options_(options) {
     auto* e = &types_.at("core/namespaces");
     json::value obj = json::object{
         {"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", json::object{{"name", ns}}}};
-    (void)create_locked(*e, "", std::move(obj));
+    (void)create_locked(*e, "", std::move(obj), write_mode::commit);
   }
   dirty_ = false;
 }
@@ -936,14 +949,16 @@ expected<list_result> store::list(const resource_type& t, std::string_view ns,
   return r;
 }
 
-expected<object_ptr> store::create(const resource_type& t, std::string_view ns, json::value obj) {
+expected<object_ptr> store::create(const resource_type& t, std::string_view ns, json::value obj,
+                                   write_mode mode) {
   std::lock_guard lock(mu_);
   auto* e = entry_for(t);
   if (e == nullptr) return not_found(t, "");
-  return create_locked(*e, t.res.namespaced ? ns : "", std::move(obj));
+  return create_locked(*e, t.res.namespaced ? ns : "", std::move(obj), mode);
 }
 
-expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, json::value obj) {
+expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, json::value obj,
+                                          write_mode mode) {
   const resource_type& t = e.any();
   if (!obj.is_object()) return bad_request("the object must be a JSON object");
   if (auto* k = obj.at("kind"); k != nullptr && k->is_string() && k->as_string() != t.res.kind)
@@ -1057,21 +1072,23 @@ expected<object_ptr> store::create_locked(type_entry& e, std::string_view ns, js
   if (t.res.plural == "namespaces" && obj.at("status") == nullptr)
     obj.as_object().set("status", json::object{{"phase", "Active"}});
   if (t.res.plural == "jobs" && t.res.group == "batch") default_job(obj);
+  if (mode == write_mode::dry_run) return preview(std::move(obj));
   auto so = publish(e, key, std::move(obj), "ADDED", nullptr);
   if (is_crd) on_crd_changed(*so, false);
   return so;
 }
 
 expected<object_ptr> store::update(const resource_type& t, std::string_view ns,
-                                   std::string_view name, json::value obj, bool status_only) {
+                                   std::string_view name, json::value obj, bool status_only,
+                                   write_mode mode) {
   std::lock_guard lock(mu_);
   auto* e = entry_for(t);
   if (e == nullptr) return not_found(t, name);
-  return update_locked(*e, t.res.namespaced ? ns : "", name, std::move(obj), status_only);
+  return update_locked(*e, t.res.namespaced ? ns : "", name, std::move(obj), status_only, mode);
 }
 
 expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, std::string_view name,
-                                          json::value obj, bool status_only) {
+                                          json::value obj, bool status_only, write_mode mode) {
   const resource_type& t = e.any();
   if (!obj.is_object()) return bad_request("the object must be a JSON object");
   std::string key = object_key(ns, name);
@@ -1169,6 +1186,9 @@ expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, st
   }
   nm.set("resourceVersion", std::to_string(cur->rv));
   if (next == old) return cur;  // a no-op update: no new resourceVersion, no event
+  // A dry run answers with the object as it would be stored (kube-apiserver too answers a
+  // dry-run update that removes an object's last pending finalizer with the object).
+  if (mode == write_mode::dry_run) return preview(std::move(next));
   if (next.at("metadata")->at("deletionTimestamp") != nullptr && !has_finalizers(next) &&
       next.at("metadata")->get_int("deletionGracePeriodSeconds", 0) <= 0) {
     // The last finalizer is gone from an object being deleted: now it really goes (a Pod in
@@ -1185,7 +1205,7 @@ expected<object_ptr> store::update_locked(type_entry& e, std::string_view ns, st
 
 expected<object_ptr> store::patch(const resource_type& t, std::string_view ns,
                                   std::string_view name, patch_type type, const json::value& patch,
-                                  bool status_only) {
+                                  bool status_only, write_mode mode) {
   std::lock_guard lock(mu_);
   auto* e = entry_for(t);
   if (e == nullptr) return not_found(t, name);
@@ -1215,7 +1235,7 @@ expected<object_ptr> store::patch(const resource_type& t, std::string_view ns,
       break;
     }
   }
-  return update_locked(*e, sns, name, std::move(patched), status_only);
+  return update_locked(*e, sns, name, std::move(patched), status_only, mode);
 }
 
 expected<delete_result> store::remove(const resource_type& t, std::string_view ns,
@@ -1245,7 +1265,8 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
                                      ") does not match the ResourceVersion in record (" +
                                      std::to_string(cur->rv) +
                                      "). The object might have been modified");
-  if (o.propagation_policy == "Orphan" && owner_ref_counts_.count(cur->uid) != 0) {
+  const bool dry_run = o.mode == write_mode::dry_run;
+  if (o.propagation_policy == "Orphan" && !dry_run && owner_ref_counts_.count(cur->uid) != 0) {
     // Orphan: dependents lose their reference to this owner and stay.
     std::vector<std::pair<std::string, std::string>> deps;
     for (auto& [tid, te] : types_)
@@ -1269,6 +1290,14 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
     }
   }
   if (t.res.plural == "namespaces" && t.res.group.empty()) {
+    if (dry_run) {  // the namespace as it starts terminating; its contents stay untouched
+      if (cur->obj.at_path({"metadata", "deletionTimestamp"}) != nullptr)
+        return delete_result{cur, false};
+      json::value obj = cur->obj;
+      obj["metadata"].as_object().set("deletionTimestamp", rfc3339::now());
+      obj["status"].as_object().set("phase", "Terminating");
+      return delete_result{preview(std::move(obj)), false};
+    }
     // Deleting a namespace deletes everything in it; it goes once the last object is gone.
     std::vector<std::pair<std::string, std::string>> contents;
     for (auto& [tid, te] : types_) {
@@ -1308,10 +1337,11 @@ expected<delete_result> store::remove_locked(type_entry& e, std::string_view ns,
     // rest.BeforeDelete bumps the generation of kinds that have one.
     if (int64_t gen = obj.at("metadata")->get_int("generation", 0); gen > 0)
       m.set("generation", gen + 1);
+    if (dry_run) return delete_result{preview(std::move(obj)), false};
     auto so = publish(e, key, std::move(obj), "MODIFIED", cur);
     return delete_result{so, false};
   }
-  erase_object(e, key, cur);
+  if (!dry_run) erase_object(e, key, cur);
   return delete_result{cur, true};
 }
 
@@ -1328,6 +1358,7 @@ std::optional<delete_result> store::delete_pod_gracefully(type_entry& e, const s
     auto& m = obj["metadata"].as_object();
     m.set("deletionTimestamp", timestamp);
     m.set("deletionGracePeriodSeconds", period);
+    if (o.mode == write_mode::dry_run) return preview(std::move(obj));
     return publish(e, key, std::move(obj), "MODIFIED", cur);
   };
   if (const auto* ts = meta->at("deletionTimestamp"); ts != nullptr && !ts->is_null()) {

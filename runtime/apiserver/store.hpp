@@ -80,6 +80,14 @@ struct list_result {
   int64_t remaining = 0;       // items after this page (when continue_token is set)
 };
 
+// Whether a write is stored, or only run and answered (the `dryRun=All` query parameter): a dry
+// run makes every check and fills in every field a real write would, and answers with the
+// object as it would be stored, but stores nothing: no resourceVersion, no watch event, no
+// garbage collection, no namespace cleanup, no CRD (un)registration. A dry-run create answers
+// without metadata.resourceVersion (as kube-apiserver, which sets it only on a real write); a
+// dry-run update, patch or delete answers with the current one.
+enum class write_mode { commit, dry_run };
+
 struct delete_options {
   std::string propagation_policy;  // "", "Orphan", "Background", "Foreground"
   std::string precondition_uid;
@@ -87,6 +95,7 @@ struct delete_options {
   // DeleteOptions.gracePeriodSeconds. Unset: the object's own (a Pod's
   // spec.terminationGracePeriodSeconds, default 30). Only Pods use it (register_node).
   std::optional<int64_t> grace_period_seconds;
+  write_mode mode = write_mode::commit;  // DeleteOptions.dryRun
 };
 
 // Result of a delete: the object as it is now, and whether it is gone or stays (finalizers,
@@ -170,16 +179,20 @@ class store {
                            std::string_view name) const;
   expected<list_result> list(const resource_type& t, std::string_view ns,
                              const list_options& o) const;
-  expected<object_ptr> create(const resource_type& t, std::string_view ns, json::value obj);
+  expected<object_ptr> create(const resource_type& t, std::string_view ns, json::value obj,
+                              write_mode mode = write_mode::commit);
   // Replaces the object. `status_only` is the /status subresource: only status changes.
   expected<object_ptr> update(const resource_type& t, std::string_view ns, std::string_view name,
-                              json::value obj, bool status_only = false);
+                              json::value obj, bool status_only = false,
+                              write_mode mode = write_mode::commit);
   enum class patch_type { merge, json, strategic };
   expected<object_ptr> patch(const resource_type& t, std::string_view ns, std::string_view name,
-                             patch_type type, const json::value& patch, bool status_only = false);
+                             patch_type type, const json::value& patch, bool status_only = false,
+                             write_mode mode = write_mode::commit);
   expected<delete_result> remove(const resource_type& t, std::string_view ns, std::string_view name,
                                  const delete_options& o = {});
-  // Deletes every object matching the list options; returns those that were matched.
+  // Deletes every object matching the list options; returns those that were matched (with
+  // `d.mode` dry_run: checks each delete and deletes nothing).
   expected<list_result> remove_collection(const resource_type& t, std::string_view ns,
                                           const list_options& o, const delete_options& d = {});
 
@@ -238,9 +251,10 @@ class store {
   void register_builtin_types();
   void register_type(resource_type t);
   void unregister_crd_types(const std::string& crd_name);
-  expected<object_ptr> create_locked(type_entry& e, std::string_view ns, json::value obj);
+  expected<object_ptr> create_locked(type_entry& e, std::string_view ns, json::value obj,
+                                     write_mode mode);
   expected<object_ptr> update_locked(type_entry& e, std::string_view ns, std::string_view name,
-                                     json::value obj, bool status_only);
+                                     json::value obj, bool status_only, write_mode mode);
   expected<delete_result> remove_locked(type_entry& e, std::string_view ns, std::string_view name,
                                         const delete_options& o);
   object_ptr publish(type_entry& e, const std::string& key, json::value obj, const char* kind,

@@ -31,7 +31,8 @@ struct world {
   webhook::key_pair_pem ca, serving;
   std::unique_ptr<webhook::server> server;
   std::atomic<int> calls{0};
-  std::string mode = "patch";  // patch | deny
+  std::atomic<bool> saw_dry_run{false};  // request.dryRun of the last call
+  std::string mode = "patch";            // patch | deny
 
   world() {
     auto now = std::chrono::system_clock::now() - 1min;
@@ -43,6 +44,8 @@ struct world {
     auto s = webhook::server::start(
         [this](const json::value& review) -> expected<json::value> {
           ++calls;
+          const auto* dr = review.at_path({"request", "dryRun"});
+          saw_dry_run = dr != nullptr && dr->is_bool() && dr->as_bool();
           return config::answer_admission_review(review, [this](const json::value&,
                                                                 const std::string& ns) {
             config::injection_decision d;
@@ -76,12 +79,14 @@ struct world {
     ASSERT_TRUE(st.create(t, "", c).has_value());
   }
 
-  expected<json::value> create_pod(const std::string& labels) {
+  expected<json::value> create_pod(const std::string& labels,
+                                   apiserver::write_mode mode = apiserver::write_mode::commit) {
     auto t = *st.find_type("", "v1", "pods");
     return apiserver::admit_create(
         st, t, "web",
         parse(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":)" + labels +
-              R"(},"spec":{"containers":[{"name":"a","image":"x"}]}})"));
+              R"(},"spec":{"containers":[{"name":"a","image":"x"}]}})"),
+        mode);
   }
 };
 
@@ -169,4 +174,39 @@ TEST(AdmissionWebhooks, UnreachableOrUntrustedWebhooksFollowTheFailurePolicy) {
     ASSERT_FALSE(p.has_value());
     EXPECT_NE(p.error().message.find("clientConfig.url"), std::string::npos);
   }
+}
+
+// A dry-run create reaches a webhook whose sideEffects allow it (ours: None), which is told
+// it is a dry run and whose patch applies as on a real create; one that declares side effects
+// is not called and the create fails with 400, as kube-apiserver does.
+TEST(AdmissionWebhooks, ADryRunCallsOnlyWebhooksWithoutSideEffectsAndSaysItIsOne) {
+  world w;
+  w.register_hook({});
+  auto dry = w.create_pod(k_labelled, apiserver::write_mode::dry_run);
+  ASSERT_TRUE(dry.has_value()) << dry.error().message;
+  EXPECT_EQ(w.calls, 1);
+  EXPECT_TRUE(w.saw_dry_run) << "request.dryRun must be true on a dry run";
+  EXPECT_EQ(dry->at_path({"metadata", "annotations"})->get_string("seen"), "yes");
+  auto real = w.create_pod(k_labelled);
+  ASSERT_TRUE(real.has_value()) << real.error().message;
+  EXPECT_EQ(w.calls, 2);
+  EXPECT_FALSE(w.saw_dry_run);
+
+  world some;
+  config::webhook_registration r;
+  r.url = "https://127.0.0.1:" + std::to_string(some.server->port()) + "/mutate-pods";
+  r.ca_bundle_pem = some.ca.cert;
+  auto c = config::mutating_webhook_configuration(r);
+  c.as_object()["webhooks"].as_array()[0].as_object().set("sideEffects", "Some");
+  auto t =
+      *some.st.find_type("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations");
+  ASSERT_TRUE(some.st.create(t, "", c).has_value());
+  auto refused = some.create_pod(k_labelled, apiserver::write_mode::dry_run);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().http_status, 400);
+  EXPECT_EQ(refused.error().message,
+            "admission webhook \"pods.tidesync.io\" does not support dry run");
+  EXPECT_EQ(some.calls, 0);
+  ASSERT_TRUE(some.create_pod(k_labelled).has_value()) << "a real create still calls it";
+  EXPECT_EQ(some.calls, 1);
 }

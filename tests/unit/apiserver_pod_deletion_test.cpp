@@ -119,6 +119,26 @@ TEST_F(pod_deletion_test, a_running_pod_on_a_registered_node_waits_for_its_kubel
   EXPECT_FALSE(exists("web"));
 }
 
+TEST_F(pod_deletion_test, a_dry_run_delete_answers_the_graceful_deletion_and_keeps_the_pod) {
+  make_pod("web", "node-a");
+  const uint64_t rv = st.current_resource_version();
+  delete_options d;
+  d.mode = write_mode::dry_run;
+  auto r = st.remove(pods, "default", "web", d);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->deleted);
+  EXPECT_EQ(r->object->obj.at("metadata")->get_int("deletionGracePeriodSeconds"), 30);
+  EXPECT_NEAR(seconds_from_now(r->object->obj), 30, 2);
+  d.grace_period_seconds = 0;
+  r = st.remove(pods, "default", "web", d);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->deleted) << "a grace period of 0 would delete it at once";
+  auto kept = st.get(pods, "default", "web");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ((*kept)->obj.at_path({"metadata", "deletionTimestamp"}), nullptr);
+  EXPECT_EQ(st.current_resource_version(), rv);
+}
+
 TEST_F(pod_deletion_test, the_pods_grace_period_and_unregistering_the_node) {
   make_pod("quick", "node-a", "Running", R"(,"terminationGracePeriodSeconds":5)");
   auto r = st.remove(pods, "default", "quick");

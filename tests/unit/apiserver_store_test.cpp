@@ -655,6 +655,113 @@ TEST_F(store_test, save_and_load_round_trip) {
   EXPECT_FALSE(restored.load("/nonexistent/state.json").has_value());
 }
 
+// A dry run (write_mode::dry_run) answers what the write would store and changes nothing: no
+// resourceVersion, no event, no save pending (dirty), no garbage collection, no namespace
+// cleanup, no CRD (un)registration.
+TEST_F(store_test, dry_run_writes_answer_the_result_and_change_nothing) {
+  auto widgets = install_widgets();
+  ASSERT_TRUE(st.create(widgets, "default", widget("w", 1)).has_value());
+  ASSERT_TRUE(
+      st.create(nss, "", json::object{{"metadata", json::object{{"name", "team"}}}}).has_value());
+  ASSERT_TRUE(st.create(cms, "team", configmap("inside")).has_value());
+  auto owner = st.create(cms, "default", configmap("owner"));
+  ASSERT_TRUE(owner.has_value());
+  json::value dep = configmap("dependent");
+  dep["metadata"].as_object().set(
+      "ownerReferences",
+      json::array{json::object{
+          {"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"name", "owner"}, {"uid", (*owner)->uid}}});
+  ASSERT_TRUE(st.create(cms, "default", dep).has_value());
+  json::value held = configmap("held");
+  held["metadata"].as_object().set("finalizers", json::array{"test.tidesync.io/hold"});
+  ASSERT_TRUE(st.create(cms, "default", held).has_value());
+
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("tidesync-dry-run-" + std::to_string(::getpid()) + ".json"))
+                        .string();
+  ASSERT_TRUE(st.save(path).has_value());
+  std::filesystem::remove(path);
+  const uint64_t rv = st.current_resource_version();
+  auto w = st.watch(cms, "", {std::to_string(rv), "", "", false, nullptr});
+  ASSERT_TRUE(w.has_value());
+  const auto dry = write_mode::dry_run;
+  delete_options dry_delete;
+  dry_delete.mode = dry;
+
+  auto created = st.create(cms, "default", configmap("new"), dry);
+  ASSERT_TRUE(created.has_value()) << created.error().message;
+  EXPECT_FALSE((*created)->uid.empty());
+  EXPECT_EQ((*created)->obj.at_path({"metadata", "resourceVersion"}), nullptr)
+      << "as kube-apiserver: a dry-run create has no resourceVersion";
+  EXPECT_FALSE(st.get(cms, "default", "new").has_value());
+  auto dup = st.create(cms, "default", configmap("owner"), dry);
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().http_status, 409);
+
+  auto updated = st.update(widgets, "default", "w", widget("w", 2), false, dry);
+  ASSERT_TRUE(updated.has_value()) << updated.error().message;
+  EXPECT_EQ(generation_of(*updated), 2);
+  EXPECT_EQ((*updated)->obj.at_path({"spec", "size"})->as_int(), 2);
+  auto status = st.patch(widgets, "default", "w", store::patch_type::merge,
+                         must_parse(R"({"status":{"phase":"Ready"}})"), true, dry);
+  ASSERT_TRUE(status.has_value()) << status.error().message;
+  EXPECT_EQ((*status)->obj.at_path({"status", "phase"})->as_string(), "Ready");
+  auto stored = st.get(widgets, "default", "w");
+  EXPECT_EQ(generation_of(*stored), 1);
+  EXPECT_EQ((*stored)->obj.at_path({"spec", "size"})->as_int(), 1);
+  EXPECT_EQ((*stored)->obj.at("status"), nullptr);
+  EXPECT_EQ(rv_of(*updated), rv_of(*stored)) << "a dry-run update keeps the resourceVersion";
+
+  // Deletes: the owner's dependents stay (Background and Orphan alike).
+  auto gone = st.remove(cms, "default", "owner", dry_delete);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_TRUE(gone->deleted);
+  delete_options orphan = dry_delete;
+  orphan.propagation_policy = "Orphan";
+  ASSERT_TRUE(st.remove(cms, "default", "owner", orphan).has_value());
+  EXPECT_TRUE(st.get(cms, "default", "owner").has_value());
+  auto still = st.get(cms, "default", "dependent");
+  ASSERT_TRUE(still.has_value());
+  EXPECT_NE((*still)->obj.at_path({"metadata", "ownerReferences"}), nullptr);
+  // Finalizers: answered with a deletionTimestamp, stored without one.
+  auto marked = st.remove(cms, "default", "held", dry_delete);
+  ASSERT_TRUE(marked.has_value());
+  EXPECT_FALSE(marked->deleted);
+  EXPECT_NE(marked->object->obj.at_path({"metadata", "deletionTimestamp"}), nullptr);
+  EXPECT_EQ((*st.get(cms, "default", "held"))->obj.at_path({"metadata", "deletionTimestamp"}),
+            nullptr);
+  // A namespace: answered Terminating; it and its contents stay.
+  auto ns = st.remove(nss, "", "team", dry_delete);
+  ASSERT_TRUE(ns.has_value());
+  EXPECT_EQ(ns->object->obj.at_path({"status", "phase"})->as_string(), "Terminating");
+  EXPECT_EQ((*st.get(nss, "", "team"))->obj.at_path({"status", "phase"})->as_string(), "Active");
+  EXPECT_TRUE(st.get(cms, "team", "inside").has_value());
+  // A CRD: its type is still served, its objects still there.
+  ASSERT_TRUE(st.remove(crds, "", "widgets.test.tidesync.io", dry_delete).has_value());
+  EXPECT_TRUE(st.find_type("test.tidesync.io", "v1", "widgets").has_value());
+  EXPECT_TRUE(st.get(widgets, "default", "w").has_value());
+  // A collection.
+  auto all = st.remove_collection(cms, "default", {}, dry_delete);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->items.size(), 3u);
+  EXPECT_EQ(st.list(cms, "default", {})->items.size(), 3u);
+  // A dry-run create of a CRD registers no type.
+  json::value other = must_parse(kWidgetCrd);
+  other["metadata"].as_object().set("name", "gears.test.tidesync.io");
+  other["spec"]["names"] = must_parse(R"({"plural":"gears","singular":"gear","kind":"Gear"})");
+  ASSERT_TRUE(st.create(crds, "", other, dry).has_value());
+  EXPECT_FALSE(st.find_type("test.tidesync.io", "v1", "gears").has_value());
+
+  EXPECT_EQ(st.current_resource_version(), rv);
+  EXPECT_FALSE(st.dirty()) << "nothing for simulate to save";
+  // The watch opened before saw none of it: the first event it gets is the next real write.
+  ASSERT_TRUE(st.create(cms, "default", configmap("real")).has_value());
+  auto events = read_events(**w, 1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].get_string("type"), "ADDED");
+  EXPECT_EQ(events[0].at_path({"object", "metadata"})->get_string("name"), "real");
+}
+
 TEST(manifest, multi_document_yaml_with_types_and_lists) {
   auto docs = parse_manifests(R"(apiVersion: v1
 kind: ConfigMap
