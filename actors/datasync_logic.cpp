@@ -29,10 +29,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-constexpr std::string_view k_known_keys[] = {k_key_concurrency, k_key_retry_limit,
-                                             k_key_retry_backoff, k_key_retry_backoff_limit,
-                                             k_key_version_retention};
-
 // Reads the policy ConfigMap key by key into `r`.
 class policy_reader {
  public:
@@ -91,15 +87,14 @@ class policy_reader {
     p.value = value;
     p.message =
         "ConfigMap " + std::string(k_policy_config_map) + ": unknown key \"" + key + "\" ignored";
-    auto same_but_case = std::find_if(std::begin(k_known_keys), std::end(k_known_keys),
+    auto same_but_case = std::find_if(std::begin(k_policy_keys), std::end(k_policy_keys),
                                       [&](std::string_view known) { return iequals(known, key); });
-    if (same_but_case != std::end(k_known_keys))
+    if (same_but_case != std::end(k_policy_keys))
       p.message +=
           "; did you mean \"" + std::string(*same_but_case) + "\"? (keys are case-sensitive)";
     else
-      p.message +=
-          "; known keys: concurrency, retryLimit, retryBackoffDuration, "
-          "retryBackoffLimit, versionRetention";
+      for (std::size_t i = 0; i < std::size(k_policy_keys); ++i)
+        p.message += (i == 0 ? "; known keys: " : ", ") + std::string(k_policy_keys[i]);
     r_.problems.push_back(std::move(p));
   }
 
@@ -137,7 +132,8 @@ policy_result parse_policy(const std::map<std::string, std::string>* configmap_d
   read.duration(data, k_key_retry_backoff_limit, p.retry_backoff_limit);
   read.integer(data, k_key_version_retention, p.version_retention, 0, k_version_retention_max);
   for (const auto& [key, value] : data) {
-    if (std::find(std::begin(k_known_keys), std::end(k_known_keys), key) == std::end(k_known_keys))
+    if (std::find(std::begin(k_policy_keys), std::end(k_policy_keys), key) ==
+        std::end(k_policy_keys))
       read.unknown(key, value);
   }
   // Checked after both durations are settled (either may have fallen back to its default).

@@ -29,6 +29,11 @@ inline constexpr std::string_view k_key_retry_limit = "retryLimit";
 inline constexpr std::string_view k_key_retry_backoff = "retryBackoffDuration";
 inline constexpr std::string_view k_key_retry_backoff_limit = "retryBackoffLimit";
 inline constexpr std::string_view k_key_version_retention = "versionRetention";
+// Every key parse_policy reads; any other key is reported as unknown (docs/policy-configmap.md
+// lists these, and tests/unit/docs_reference_test.cpp keeps the two in step).
+inline constexpr std::string_view k_policy_keys[] = {k_key_concurrency, k_key_retry_limit,
+                                                     k_key_retry_backoff, k_key_retry_backoff_limit,
+                                                     k_key_version_retention};
 
 // Accepted ranges (inclusive). Durations are whole seconds; longer than a week is almost
 // certainly a typo ("5h" meant as "5m" is fine, "500h" is not) and would park a retry forever.

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "runtime/json/value.hpp"
-#include "runtime/metrics/metrics.hpp"
+#include "tests/support/metrics_exercise.hpp"
 
 namespace {
 
@@ -29,34 +29,10 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-// Every family the registry exports ("# TYPE name kind" lines), with one series of each made
-// through the registry's own calls (a labelled family without series prints nothing).
+// Every family the registry exports ("# TYPE name kind" lines).
 std::set<std::string> exported() {
-  tidesync::metrics::registry r;
-  r.init_controller("bucketsync");
-  r.reconcile("bucketsync", "success", 0.1);
-  r.active_workers("bucketsync", 1);
-  r.max_concurrent_reconciles("bucketsync", 1);
-  r.queue_depth("bucketsync", 1);
-  r.queue_adds("bucketsync");
-  r.queue_wait("bucketsync", 0.1);
-  r.work_duration("bucketsync", 0.1);
-  r.queue_retries("bucketsync");
-  r.queue_longest_running("bucketsync", 1);
-  r.queue_unfinished_work("bucketsync", 1);
-  r.sync_finished("BucketSync", "succeeded", 1);
-  r.syncs_running("BucketSync", 1);
-  r.locks_held(1);
-  r.lock_waiters(1);
-  r.lock_waited(1);
-  r.datasync_queue(1, 1);
-  r.datasync_admitted(1);
-  r.datasync_retry("Transient");
-  r.pfs_report("ns", "p", "sync", "Succeeded", 1, 1);
-  r.pfs_pods("ns", "p", 1, 0);
-  r.leader(true);
   std::set<std::string> out;
-  std::istringstream in(r.text());
+  std::istringstream in(tidesync::test::every_metric_text());
   for (std::string line; std::getline(in, line);)
     if (line.rfind("# TYPE ", 0) == 0) out.insert(line.substr(7, line.find(' ', 7) - 7));
   return out;
