@@ -1230,7 +1230,8 @@ TEST_P(conformance, deploy_manifests_pass_a_server_side_dry_run) {
   ASSERT_EQ(k.status, 0) << k.output;
   auto ns = kubectl({"create", "namespace", "tidesync-system"});
   EXPECT_TRUE(ns.status == 0 || contains(ns.output, "AlreadyExists")) << ns.output;
-  auto applied = kubectl({"apply", "--dry-run=server", "-f", rendered});
+  auto applied =
+      kubectl({"apply", "--dry-run=server", "--namespace=tidesync-system", "-f", rendered});
   EXPECT_EQ(applied.status, 0) << applied.output;
   for (const char* line : {"customresourcedefinition.apiextensions.k8s.io/bucketsyncs.tidesync.io "
                            "created (server dry run)",
