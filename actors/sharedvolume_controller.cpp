@@ -450,7 +450,15 @@ webhook::review_handler make_mount_handler(k8s::client& client, std::shared_ptr<
             case config::mount_decision::kind::patch:
               break;
           }
-          // The claim and its PV in the pod's namespace, before the pod can ask for them.
+          // The claim and its PV in the pod's namespace, before the pod can ask for them; not
+          // for a dry run (kubectl apply --dry-run=server): the webhook is registered as
+          // sideEffects NoneOnDryRun, so it makes nothing then.
+          const auto* dry = review.at_path({"request", "dryRun"});
+          if (dry != nullptr && dry->is_bool() && dry->as_bool()) {
+            out.what = config::injection_decision::kind::patch;
+            out.patch = std::move(d.patch);
+            return out;
+          }
           for (const auto* v : d.uses) {
             const auto r = config::ref_of(*v);
             for (auto [res, obj] :

@@ -122,6 +122,16 @@ TEST_F(sharedvolume_webhook, mounts_reports_and_cleans_up_a_sharedvolume) {
             "tidesync.io/shared-volume");
   EXPECT_EQ(status_of("sharedvolume", "docs", "team-a", "{.status.nfs.server}"), "nfs.example.com");
 
+  // A server-side dry run of such a pod is answered (mounted) but makes nothing: no claim.
+  auto dry = sim_->kubectl(
+      {"apply", "--dry-run=server"},
+      pod("reader-0", "team-a",
+          "{tidesync.io/shared-volume: docs, tidesync.io/shared-volume-mount-path: /docs}"));
+  EXPECT_EQ(dry.status, 0) << dry.output;
+  EXPECT_NE(dry.output.find("pod/reader-0 created (server dry run)"), std::string::npos)
+      << dry.output;
+  EXPECT_FALSE(exists("persistentvolumeclaim", "tidesync-sv-docs", "team-a"));
+  EXPECT_FALSE(exists("pod", "reader-0", "team-a"));
   // A pod naming it gets it mounted; its namespace gets the claim and the PV.
   apply(pod("reader-0", "team-a",
             "{tidesync.io/shared-volume: docs, tidesync.io/shared-volume-mount-path: /docs}"));
