@@ -14,6 +14,11 @@
 
 namespace tidesync::test {
 
+// The repository root (this file is tests/support/files.hpp), for tests that read what ships.
+inline std::filesystem::path source_dir() {
+  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
 // A directory under /tmp made with mkdtemp (`prefix` names it), removed with everything in it
 // when it goes out of scope.
 class temp_dir {

@@ -9,6 +9,7 @@
 #include "runtime/apiserver/manifest.hpp"
 #include "runtime/apiserver/rbac.hpp"
 #include "runtime/apiserver/store.hpp"
+#include "tests/support/files.hpp"
 
 namespace tidesync::apiserver {
 namespace {
@@ -188,10 +189,7 @@ subjects: [{kind: ServiceAccount, name: ctl, namespace: ops}]
 }
 
 TEST_F(rbac_store, the_shipped_rbac_covers_the_controllers_core_requests) {
-  auto docs =
-      load_manifests((std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                      "deploy/base/rbac.yaml")
-                         .string());
+  auto docs = load_manifests((test::source_dir() / "deploy/base/rbac.yaml").string());
   ASSERT_TRUE(docs.has_value()) << docs.error().message;
   for (const auto& d : *docs)
     create(d.object);

@@ -36,6 +36,7 @@
 #include "runtime/apiserver/manifest.hpp"
 #include "runtime/apiserver/schema.hpp"
 #include "runtime/json/value.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/metrics_exercise.hpp"
 
 namespace {
@@ -44,15 +45,10 @@ namespace fs = std::filesystem;
 namespace json = tidesync::json;
 namespace apiserver = tidesync::apiserver;
 
-fs::path source_dir() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
+using tidesync::test::source_dir;
 
 std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return tidesync::test::read_file(p);
 }
 
 std::string trim(std::string s) {

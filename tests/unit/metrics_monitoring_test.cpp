@@ -12,21 +12,17 @@
 #include <string>
 
 #include "runtime/json/value.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/metrics_exercise.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path source_dir() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
+using tidesync::test::source_dir;
 
 std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return tidesync::test::read_file(p);
 }
 
 // Every family the registry exports ("# TYPE name kind" lines).
