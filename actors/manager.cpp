@@ -100,6 +100,11 @@ struct manager::impl {
   void webhook_maintenance(webhook_settings s, std::function<bool()> leading,
                            std::shared_ptr<watched> syncs, webhook::tls_material material);
 
+  // Every informer of the process is made here, so each counts its watch reconnects.
+  [[nodiscard]] std::shared_ptr<watched> watched_over(const k8s::resource& r, std::string ns,
+                                                      watch::watcher_options o = {}) const {
+    return make_watched(client, loop, r, std::move(ns), std::move(o), options.metrics);
+  }
   [[nodiscard]] std::vector<std::shared_ptr<watched>> informers() const {
     return {ctx->bucket_syncs,    ctx->policies,          ctx->jobs,
             ctx->datasyncs,       ctx->datasync_jobs,     ctx->datasync_pods,
@@ -146,23 +151,21 @@ expected<void> manager::start_watching() {
   ctx->client = &m.client;
   ctx->events = m.options.events_client;
   const auto& wns = m.options.watch_namespace;
-  ctx->bucket_syncs = make_watched(m.client, m.loop, bucket_syncs_resource(), wns);
-  ctx->policies = make_watched(m.client, m.loop, bucket_sync_policies_resource(), wns);
+  ctx->bucket_syncs = m.watched_over(bucket_syncs_resource(), wns);
+  ctx->policies = m.watched_over(bucket_sync_policies_resource(), wns);
   // Only our Jobs: the label every Job we build carries.
   watch::watcher_options jo;
   jo.label_selector = std::string(config::k_bucket_sync_label);
-  ctx->jobs = make_watched(m.client, m.loop, k8s::resources::jobs(), wns, jo);
+  ctx->jobs = m.watched_over(k8s::resources::jobs(), wns, jo);
   // DataSync: the kind, and what it owns by its label (populate pods carry it too).
-  ctx->datasyncs = make_watched(m.client, m.loop, datasyncs_resource(), wns);
+  ctx->datasyncs = m.watched_over(datasyncs_resource(), wns);
   watch::watcher_options owned;
   owned.label_selector = std::string(config::k_datasync_label);
-  ctx->datasync_jobs = make_watched(m.client, m.loop, k8s::resources::jobs(), wns, owned);
-  ctx->datasync_pods = make_watched(m.client, m.loop, k8s::resources::pods(), wns, owned);
-  ctx->datasync_claims =
-      make_watched(m.client, m.loop, k8s::resources::persistentvolumeclaims(), wns, owned);
+  ctx->datasync_jobs = m.watched_over(k8s::resources::jobs(), wns, owned);
+  ctx->datasync_pods = m.watched_over(k8s::resources::pods(), wns, owned);
+  ctx->datasync_claims = m.watched_over(k8s::resources::persistentvolumeclaims(), wns, owned);
   // The policy ConfigMap lives in the controller's namespace (its ConfigMaps are few).
-  ctx->policy_config_maps =
-      make_watched(m.client, m.loop, k8s::resources::configmaps(), m.options.ns);
+  ctx->policy_config_maps = m.watched_over(k8s::resources::configmaps(), m.options.ns);
   ctx->controller_namespace = m.options.ns;
   ctx->populate = m.options.populate;
   ctx->metrics = m.options.metrics;
@@ -259,8 +262,7 @@ expected<uint16_t> manager::start_config_api(configapi::server_options options,
   // without the SharedConfig CRD still runs the other controllers).
   sharedconfig_status_settings ss;
   ss.backend = m.config_backend.get();
-  ss.sharedconfigs =
-      make_watched(m.client, m.loop, sharedconfigs_resource(), m.options.watch_namespace);
+  ss.sharedconfigs = m.watched_over(sharedconfigs_resource(), m.options.watch_namespace);
   ss.client = &m.client;
   ss.leading = o_leading;
   m.sharedconfig_watcher = m.sys->spawn(watcher, ss.sharedconfigs);
@@ -277,10 +279,10 @@ expected<uint16_t> manager::start_webhook(webhook_settings settings,
                                 std::chrono::system_clock::now());
   if (!tls) return tls.error();
   const auto& wns = m.options.watch_namespace;
-  auto syncs = make_watched(m.client, m.loop, podfilesystemsyncs_resource(), wns);
+  auto syncs = m.watched_over(podfilesystemsyncs_resource(), wns);
   watch::watcher_options labelled;
   labelled.label_selector = std::string(config::k_volume_syncing_label) + "=true";
-  auto pods = make_watched(m.client, m.loop, k8s::resources::pods(), wns, labelled);
+  auto pods = m.watched_over(k8s::resources::pods(), wns, labelled);
 
   auto inj = settings.injection;
   inj.report_url = settings.report_url;
@@ -304,17 +306,16 @@ expected<uint16_t> manager::start_webhook(webhook_settings settings,
   auto volume_objects = settings.volumes;
   volume_objects.controller_namespace = m.options.ns;
   volume_objects.report_ca = inj.report_ca;
-  m.sharedvolumes = make_watched(m.client, m.loop, sharedvolumes_resource(), wns);
-  m.cluster_sharedvolumes = make_watched(m.client, m.loop, clustersharedvolumes_resource(), "");
+  m.sharedvolumes = m.watched_over(sharedvolumes_resource(), wns);
+  m.cluster_sharedvolumes = m.watched_over(clustersharedvolumes_resource(), "");
   watch::watcher_options consumer_pods;
   consumer_pods.label_selector = std::string(config::k_shared_volume_consumer_label) + "=true";
-  auto consumers = make_watched(m.client, m.loop, k8s::resources::pods(), wns, consumer_pods);
+  auto consumers = m.watched_over(k8s::resources::pods(), wns, consumer_pods);
   watch::watcher_options owned;
   owned.label_selector = std::string(config::k_shared_volume_id_label);
   auto volume_deployments =
-      make_watched(m.client, m.loop, {"apps", "v1", "deployments", "Deployment", true}, "", owned);
-  auto volume_claims =
-      make_watched(m.client, m.loop, k8s::resources::persistentvolumeclaims(), "", owned);
+      m.watched_over({"apps", "v1", "deployments", "Deployment", true}, "", owned);
+  auto volume_claims = m.watched_over(k8s::resources::persistentvolumeclaims(), "", owned);
   server_opts.reviews[settings.registration.volumes_path] =
       make_mount_handler(m.client, m.sharedvolumes, m.cluster_sharedvolumes, volume_objects);
   server_opts.posts["/volume-report"] =

@@ -4,15 +4,25 @@
 #include <utility>
 
 #include "runtime/log.hpp"
+#include "runtime/metrics/metrics.hpp"
 
 namespace tidesync::actors {
 
 std::shared_ptr<watched> make_watched(k8s::client& client, http::loop& loop, const k8s::resource& r,
-                                      std::string ns, watch::watcher_options options) {
+                                      std::string ns, watch::watcher_options options,
+                                      std::shared_ptr<metrics::registry> metrics) {
   auto w = std::make_shared<watched>();
   w->resource = r.plural;
   w->loop = &loop;
   if (options.name == "watch") options.name = r.plural;
+  if (metrics) {
+    // The label is the resource type's plural only: never a namespace, selector or name.
+    metrics->init_watch(r.plural);
+    options.on_reconnect = [metrics, resource = r.plural](watch::reconnect_reason why) {
+      metrics->watch_reconnect(resource, watch::to_string(why));
+    };
+    options.on_relist = [metrics, resource = r.plural] { metrics->watch_relist(resource); };
+  }
   w->transport = std::make_unique<watch::client_transport>(client, r, std::move(ns));
   w->informer = std::make_unique<watch::informer>(*w->transport, std::move(options));
   return w;

@@ -17,6 +17,10 @@
 #include "runtime/watch/client_transport.hpp"
 #include "runtime/watch/informer.hpp"
 
+namespace tidesync::metrics {
+class registry;
+}
+
 namespace tidesync::actors {
 
 struct watched {
@@ -28,9 +32,11 @@ struct watched {
   [[nodiscard]] const watch::cache& cache() const { return informer->store(); }
 };
 
-// An informer over `r` in `ns` ("" = all namespaces) through `client`; not started.
+// An informer over `r` in `ns` ("" = all namespaces) through `client`; not started. With
+// `metrics`, its watch reconnects and relists are counted under resource=r.plural.
 std::shared_ptr<watched> make_watched(k8s::client& client, http::loop& loop, const k8s::resource& r,
-                                      std::string ns, watch::watcher_options options = {});
+                                      std::string ns, watch::watcher_options options = {},
+                                      std::shared_ptr<metrics::registry> metrics = nullptr);
 
 struct watcher_state {
   static constexpr const char* name = "watcher";

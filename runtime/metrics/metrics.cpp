@@ -258,6 +258,18 @@ struct registry::impl {
                                     "Pods a PodFilesystemSync selects, by whether they have "
                                     "the agents")
                                 .Register(*reg);
+  Family<Counter>& watch_reconnects =
+      prometheus::BuildCounter()
+          .Name("tidesync_watch_reconnects_total")
+          .Help(
+              "Kubernetes watches re-established, by resource and reason "
+              "(closed|error|expired)")
+          .Register(*reg);
+  Family<Counter>& watch_relists =
+      prometheus::BuildCounter()
+          .Name("tidesync_watch_relists_total")
+          .Help("Full listings started over because the server answered 410 Gone, by resource")
+          .Register(*reg);
   Gauge& leader = prometheus::BuildGauge()
                       .Name("tidesync_leader")
                       .Help("1 while this process is the leader, 0 otherwise")
@@ -385,6 +397,23 @@ void registry::pfs_pods(std::string_view ns, std::string_view name, double injec
   b["state"] = "not_injected";
   impl_->pfs_pods.Add(a).Set(injected);
   impl_->pfs_pods.Add(b).Set(not_injected);
+}
+
+void registry::init_watch(std::string_view resource) {
+  // The reasons of watch::reconnect_reason (runtime/metrics stays independent of runtime/watch).
+  for (const char* reason : {"closed", "error", "expired"})
+    impl_->watch_reconnects.Add({{"resource", std::string(resource)}, {"reason", reason}});
+  impl_->watch_relists.Add(one("resource", resource));
+}
+
+void registry::watch_reconnect(std::string_view resource, std::string_view reason) {
+  impl_->watch_reconnects
+      .Add({{"resource", std::string(resource)}, {"reason", std::string(reason)}})
+      .Increment();
+}
+
+void registry::watch_relist(std::string_view resource) {
+  impl_->watch_relists.Add(one("resource", resource)).Increment();
 }
 
 void registry::leader(bool is_leader) {

@@ -1,6 +1,6 @@
 // The process's Prometheus metrics: controller-runtime and client-go workqueue names (so the
 // dashboards and alerts people already have for Go controllers work on tidesync), plus
-// tidesync_* metrics for syncs, bucket locks and leadership.
+// tidesync_* metrics for syncs, bucket locks, watches and leadership.
 //
 // The header stays free of prometheus-cpp (pimpl): every actor includes it and the build
 // machine is small.
@@ -75,6 +75,16 @@ class registry {
   void pfs_report(std::string_view ns, std::string_view name, std::string_view kind,
                   std::string_view result, double bytes, double end_unix_seconds);
   void pfs_pods(std::string_view ns, std::string_view name, double injected, double not_injected);
+
+  // Kubernetes watches (runtime/watch/watcher.hpp), labelled {resource} with the plural of a
+  // fixed resource type ("bucketsyncs", "pods"): informers of the same resource add up.
+  // init_watch creates the series with value 0, so rate() and increase() see the first one.
+  // tidesync_watch_reconnects_total{resource,reason} counter, reason ∈ closed|error|expired
+  // (watch::reconnect_reason); tidesync_watch_relists_total{resource} counter (full listings
+  // started over because of 410).
+  void init_watch(std::string_view resource);
+  void watch_reconnect(std::string_view resource, std::string_view reason);
+  void watch_relist(std::string_view resource);
 
   // tidesync_leader gauge: 1 while this process leads (0 before). tidesync_build_info{version}
   // is always 1.

@@ -24,6 +24,18 @@ std::string_view to_string(watcher_state s) {
   return "unknown";
 }
 
+std::string_view to_string(reconnect_reason r) {
+  switch (r) {
+    case reconnect_reason::closed:
+      return "closed";
+    case reconnect_reason::error:
+      return "error";
+    case reconnect_reason::expired:
+      return "expired";
+  }
+  return "unknown";
+}
+
 namespace {
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = log::get("watch");
@@ -90,7 +102,7 @@ void watcher::on_page(uint64_t gen, expected<std::string> body) {
       // The continue token expired (the snapshot it pins was compacted): start over.
       logger()->info("{}: list continue token expired, listing again from the start",
                      options_.name);
-      ++stats_.relists;
+      count_relist();
       begin_list();
       return;
     }
@@ -173,6 +185,7 @@ bool watcher::process_batch(uint64_t gen) {
       // Skipping the line would lose an event; re-watching from the last good version
       // makes the server send it again (retry_later logs the line's error).
       abandon_watch();
+      reconnecting(reconnect_reason::error);
       retry_later(next_step::watch, result.error());
       break;
     }
@@ -191,16 +204,18 @@ bool watcher::process_batch(uint64_t gen) {
         if (ev.status.code == 410) {
           bool unhealthy = watch_was_unhealthy();
           abandon_watch();
+          reconnecting(reconnect_reason::expired);
           if (unhealthy) {
             // Still a relist caused by 410, only delayed so a server that answers 410 at
             // once every time cannot make us spin.
-            ++stats_.relists;
+            count_relist();
             retry_later(next_step::list, e);
           } else {
             relist(ev.status.message);
           }
         } else {
           abandon_watch();
+          reconnecting(reconnect_reason::error);
           retry_later(next_step::watch, e);
         }
         break;
@@ -225,6 +240,8 @@ void watcher::on_watch_done(uint64_t gen, expected<void> result) {
   if (!process_batch(gen)) return;
   bool unhealthy = watch_was_unhealthy();
   if (result) {
+    // Ended normally, even when it ended too soon to count as healthy (then with a backoff).
+    reconnecting(reconnect_reason::closed);
     if (unhealthy) {
       retry_later(next_step::watch,
                   make_error(errc::unavailable, "watch stream ended at once with no events"));
@@ -236,21 +253,32 @@ void watcher::on_watch_done(uint64_t gen, expected<void> result) {
     return;
   }
   if (result.error().code == errc::gone) {
+    reconnecting(reconnect_reason::expired);
     if (unhealthy) {
-      ++stats_.relists;  // delayed, as above
+      count_relist();  // delayed, as above
       retry_later(next_step::list, result.error());
     } else {
       relist(result.error().message);
     }
     return;
   }
+  reconnecting(reconnect_reason::error);
   retry_later(next_step::watch, result.error());
 }
 
 void watcher::relist(const std::string& why) {
   logger()->info("{}: resourceVersion {} expired ({}), relisting", options_.name, rv_, why);
-  ++stats_.relists;
+  count_relist();
   begin_list();
+}
+
+void watcher::reconnecting(reconnect_reason why) {
+  if (options_.on_reconnect) options_.on_reconnect(why);
+}
+
+void watcher::count_relist() {
+  ++stats_.relists;
+  if (options_.on_relist) options_.on_relist();
 }
 
 void watcher::retry_later(next_step step, error why,

@@ -21,9 +21,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/backoff.hpp"
@@ -45,6 +47,16 @@ class watcher_sink {
   virtual void on_event(watch_event ev) = 0;
 };
 
+// Why an open watch ended and is being re-established (the `reason` of
+// tidesync_watch_reconnects_total). A small fixed set: never a message or a status text.
+enum class reconnect_reason : uint8_t {
+  closed,   // the server ended the stream normally (its timeoutSeconds, a graceful shutdown)
+  error,    // the call failed (connection, idle timeout, a non-410 status or ERROR event,
+            // an undecodable line): re-watch after a backoff
+  expired,  // 410 Gone / Expired: the resourceVersion is too old, so relist, then watch
+};
+std::string_view to_string(reconnect_reason r);
+
 struct watcher_options {
   std::string name = "watch";  // for logs, e.g. "v1/pods"
   std::string label_selector;
@@ -55,6 +67,14 @@ struct watcher_options {
   // A watch that ends (normally or with 410) sooner than this without delivering anything
   // is treated as a failure and retried with backoff.
   std::chrono::milliseconds min_healthy_watch{1000};
+  // Observers (optional; called on the loop thread, must not call back into the watcher).
+  // on_reconnect: an open watch ended and the watcher sets out to re-establish it, at once or
+  // after a backoff; once per ended watch call, so failed attempts during an outage count
+  // each. Not called for the first watch, nor after stop().
+  std::function<void(reconnect_reason)> on_reconnect;
+  // on_relist: a full listing starts over because of 410 (an expired resourceVersion or
+  // continue token), the same moments as watcher_stats::relists.
+  std::function<void()> on_relist;
 };
 
 enum class watcher_state : uint8_t {
@@ -118,6 +138,9 @@ class watcher {
   // A watch ended; was it too short to count as healthy?
   [[nodiscard]] bool watch_was_unhealthy() const;
   void relist(const std::string& why);
+  // Tells the observers (options_.on_reconnect / on_relist).
+  void reconnecting(reconnect_reason why);
+  void count_relist();
 
   transport& t_;
   watcher_sink& sink_;

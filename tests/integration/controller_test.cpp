@@ -439,6 +439,84 @@ TEST_F(controller_e2e, leader_failover_between_two_controllers) {
   EXPECT_TRUE(b.running());
 }
 
+// Watch reconnects in /metrics: the API server closing every watch counts `closed` for each
+// watched resource; dropping the event history first makes the re-watch answer 410, which
+// counts `expired` and a relist. The debug endpoints are the embedded API server's
+// (POST /debug/tidesync/close-watches and /compact, administrator only).
+TEST_F(controller_e2e, watch_reconnects_are_counted_by_reason) {
+  const int port = free_port();
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  start_controller({"--metrics-addr", addr, "--health-addr", addr});
+  httplib::Client http("127.0.0.1", port);
+  std::string last_scrape;
+  // The value of one series in /metrics; -1 while it is absent (or /metrics does not answer).
+  auto sample = [&](const std::string& series) {
+    auto m = http.Get("/metrics");
+    if (!m || m->status != 200) return -1.0;
+    last_scrape = m->body;
+    auto at = m->body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1.0;
+    return std::strtod(m->body.c_str() + at + series.size() + 2, nullptr);
+  };
+  auto debug = [&](const std::string& what) {
+    auto r = kubectl({"create", "--raw", "/debug/tidesync/" + what}, "{}");
+    EXPECT_EQ(r.status, 0) << what << ": " << r.output;
+  };
+  auto reconnects = [](const std::string& resource, const std::string& reason) {
+    return "tidesync_watch_reconnects_total{reason=\"" + reason + "\",resource=\"" + resource +
+           "\"}";
+  };
+  const std::string relists = R"(tidesync_watch_relists_total{resource="bucketsyncs"})";
+
+  // Every informer has listed, so its watch is (about to be) open; nothing reconnected yet.
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = http.Get("/readyz");
+        return r && r->status == 200;
+      },
+      30s));
+  for (const char* reason : {"closed", "error", "expired"})
+    EXPECT_EQ(sample(reconnects("bucketsyncs", reason)), 0) << reason << "\n" << last_scrape;
+  EXPECT_EQ(sample(relists), 0);
+
+  // The server ends every watch stream. A watch whose request had not reached the server yet
+  // is not among them: close again until the counter moves.
+  ASSERT_TRUE(eventually(
+      [&] {
+        debug("close-watches");
+        return sample(reconnects("bucketsyncs", "closed")) >= 1 &&
+               sample(reconnects("pods", "closed")) >= 1;
+      },
+      30s, 500ms))
+      << last_scrape;
+  EXPECT_EQ(sample(reconnects("bucketsyncs", "expired")), 0) << "a closed watch is no 410";
+  EXPECT_EQ(sample(relists), 0) << "a closed watch resumes without relisting";
+
+  // A write the BucketSync watch does not see (it advances the server's resourceVersion past
+  // the informer's), the history dropped, the watches closed: the informer re-watches from a
+  // version the server no longer has, gets 410 and relists. A bookmark arriving in between
+  // (it brings the informer up to date) or a watch between two attempts (a watch closed
+  // within a second of its start is re-watched after a backoff) spoils the round: again.
+  int round = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto ns = kubectl({"create", "namespace", "reconnects-" + std::to_string(++round)});
+        EXPECT_EQ(ns.status, 0) << ns.output;
+        debug("compact");
+        debug("close-watches");
+        return sample(reconnects("bucketsyncs", "expired")) >= 1 && sample(relists) >= 1;
+      },
+      30s, 500ms))
+      << last_scrape;
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = http.Get("/readyz");
+        return r && r->status == 200;
+      },
+      30s));
+  EXPECT_EQ(sample(reconnects("bucketsyncs", "error")), 0) << last_scrape;
+}
+
 // Bad flags: exit code 2 and a message that says what to write.
 TEST(controller_cli, bad_flags_say_what_to_write) {
   auto ttl = run({TIDESYNC_BINARY, "controller", "--lock-ttl", "ten"});

@@ -35,6 +35,9 @@ inline std::string every_metric_text() {
   r.datasync_retry("Transient");
   r.pfs_report("ns", "p", "sync", "Succeeded", 1, 1);
   r.pfs_pods("ns", "p", 1, 0);
+  r.init_watch("bucketsyncs");
+  r.watch_reconnect("bucketsyncs", "closed");
+  r.watch_relist("bucketsyncs");
   r.leader(true);
   return r.text();
 }

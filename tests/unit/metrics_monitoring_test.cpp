@@ -71,8 +71,9 @@ TEST(Monitoring, TheDashboardUsesExportedMetrics) {
       }
     }
   EXPECT_GE(exprs, 20u);
-  // The PodFilesystemSync and lock families are on it.
-  for (const char* n : {"tidesync_pfs_reports_total", "tidesync_locks_held", "workqueue_depth"})
+  // The PodFilesystemSync, lock and watch families are on it.
+  for (const char* n : {"tidesync_pfs_reports_total", "tidesync_locks_held", "workqueue_depth",
+                        "tidesync_watch_reconnects_total"})
     EXPECT_TRUE(seen.count(n)) << n;
 }
 

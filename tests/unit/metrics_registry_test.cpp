@@ -207,6 +207,29 @@ TEST(MetricsRegistry, PodFilesystemSyncMetrics) {
   EXPECT_EQ(value(s, "tidesync_pfs_pods{" + who + ",state=\"not_injected\"}"), 1);
 }
 
+TEST(MetricsRegistry, WatchReconnectsAndRelists) {
+  registry r;
+  EXPECT_EQ(r.text().find("tidesync_watch_reconnects_total{"), std::string::npos);
+  r.init_watch("pods");
+  auto s = samples(r.text());
+  for (const char* reason : {"closed", "error", "expired"})
+    EXPECT_EQ(value(s, std::string("tidesync_watch_reconnects_total{reason=\"") + reason +
+                           "\",resource=\"pods\"}"),
+              0);
+  EXPECT_EQ(value(s, "tidesync_watch_relists_total{resource=\"pods\"}"), 0);
+  r.watch_reconnect("pods", "closed");
+  r.watch_reconnect("pods", "closed");
+  r.watch_reconnect("pods", "expired");
+  r.watch_relist("pods");
+  r.init_watch("pods");  // again (a second informer of pods): keeps the counts
+  s = samples(r.text());
+  EXPECT_EQ(value(s, "tidesync_watch_reconnects_total{reason=\"closed\",resource=\"pods\"}"), 2);
+  EXPECT_EQ(value(s, "tidesync_watch_reconnects_total{reason=\"error\",resource=\"pods\"}"), 0);
+  EXPECT_EQ(value(s, "tidesync_watch_reconnects_total{reason=\"expired\",resource=\"pods\"}"), 1);
+  EXPECT_EQ(value(s, "tidesync_watch_relists_total{resource=\"pods\"}"), 1);
+  EXPECT_NE(r.text().find("# TYPE tidesync_watch_reconnects_total counter\n"), std::string::npos);
+}
+
 TEST(MetricsRegistry, LabelValuesAreEscaped) {
   registry r;
   r.syncs_running("a\"b\\c\nd", 1);

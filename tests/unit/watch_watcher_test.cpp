@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <ostream>
 #include <set>
 #include <string>
 #include <vector>
@@ -113,6 +114,12 @@ class fake_transport : public transport {
 }  // namespace tidesync::watch::testing
 
 namespace tidesync::watch {
+
+// GoogleTest prints a reconnect_reason by its name (found by ADL: same namespace).
+void PrintTo(reconnect_reason r, std::ostream* os) {
+  *os << to_string(r);
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -157,6 +164,8 @@ class WatcherTest : public ::testing::Test {
     opts.page_size = 2;
     opts.label_selector = "app";
     opts.backoff.seed = 42;
+    opts.on_reconnect = [this](reconnect_reason why) { reconnects.push_back(why); };
+    opts.on_relist = [this] { ++relists_seen; };
     inf = std::make_unique<informer>(t, opts);
     inf->add_handler([this](const std::string& key) { notified.push_back(key); });
   }
@@ -174,6 +183,8 @@ class WatcherTest : public ::testing::Test {
   watcher_options opts;
   std::unique_ptr<informer> inf;
   std::vector<std::string> notified;
+  std::vector<reconnect_reason> reconnects;  // what opts.on_reconnect heard
+  int relists_seen = 0;                      // opts.on_relist
 };
 
 TEST_F(WatcherTest, InitialListPagesThenWatchesFromListVersion) {
@@ -361,6 +372,64 @@ TEST_F(WatcherTest, StreamEndingAtOnceWithNothingBacksOff) {
   EXPECT_TRUE(t.lists.empty());
   t.advance(inf->source().last_delay());
   EXPECT_EQ(t.lists.size(), 1u);
+}
+
+// Every way a watch ends reaches on_reconnect once, with the reason the metrics label it by.
+TEST_F(WatcherTest, EveryEndedWatchIsReportedAsAReconnectWithItsReason) {
+  using r = reconnect_reason;
+  start_synced({}, 9);
+  EXPECT_TRUE(reconnects.empty()) << "the first watch is not a reconnect";
+  // The server ends the stream (its timeout): re-watch at once.
+  t.advance(10s);
+  t.end_watch({});
+  // Ended at once with nothing: still the server closing it, only re-watched after a backoff.
+  t.end_watch({});
+  t.advance(inf->source().last_delay());
+  EXPECT_EQ(reconnects, (std::vector<r>{r::closed, r::closed}));
+  // A failed call, a non-410 ERROR event and an undecodable line: errors.
+  t.advance(10s);
+  t.end_watch(err(errc::unavailable, "connection reset"));
+  t.advance(inf->source().last_delay());
+  t.send(R"({"type":"ERROR","object":{"kind":"Status","code":500,"message":"etcd down"}})"
+         "\n");
+  t.advance(inf->source().last_delay());
+  t.send("garbage}\n");
+  t.advance(inf->source().last_delay());
+  ASSERT_EQ(inf->source().state(), watcher_state::watching);
+  EXPECT_EQ(reconnects, (std::vector<r>{r::closed, r::closed, r::error, r::error, r::error}));
+  EXPECT_EQ(relists_seen, 0);
+  // 410 as an ERROR event and as the HTTP status: expired, and each is a relist.
+  t.advance(10s);
+  t.send(gone_event());
+  t.answer_list(list_body({}, 20));
+  t.advance(10s);
+  t.end_watch(err(errc::gone, "410 Gone"));
+  // The relist's continue token expires too: one more relist, but no watch ended.
+  t.answer_list(list_body({pod("a", "p1", 5), pod("a", "p2", 6)}, 30, "tok"));
+  t.answer_list(err(errc::gone, "continue token expired"));
+  t.answer_list(list_body({}, 31));
+  ASSERT_EQ(inf->source().state(), watcher_state::watching);
+  EXPECT_EQ(reconnects, (std::vector<r>{r::closed, r::closed, r::error, r::error, r::error,
+                                        r::expired, r::expired}));
+  EXPECT_EQ(relists_seen, 3);
+  EXPECT_EQ(inf->source().stats().relists, 3u);
+  // The labels.
+  EXPECT_EQ(to_string(r::closed), "closed");
+  EXPECT_EQ(to_string(r::error), "error");
+  EXPECT_EQ(to_string(r::expired), "expired");
+}
+
+TEST_F(WatcherTest, ListFailuresAndStopAreNotReconnects) {
+  inf->start();
+  t.answer_list(err(errc::unavailable, "connection refused"));  // no watch was open yet
+  t.advance(inf->source().last_delay());
+  t.answer_list(list_body({}, 9));
+  ASSERT_EQ(inf->source().state(), watcher_state::watching);
+  inf->stop();  // cancels the watch: our doing, not the server's
+  inf->start();
+  t.answer_list(list_body({}, 9));
+  EXPECT_TRUE(reconnects.empty());
+  EXPECT_EQ(relists_seen, 0);
 }
 
 TEST_F(WatcherTest, FinalLineWithoutNewlineIsApplied) {
