@@ -37,7 +37,9 @@ std::string_view result_label(const reconcile_outcome& o) {
     case reconcile_outcome::kind::success:
       return "success";
     case reconcile_outcome::kind::requeue_after:
-      return "requeue_after";
+      // A delay of 0 or less puts the key back in the queue at once (scheduler_logic::done):
+      // controller-runtime's Requeue, counted as "requeue"; a real delay is its RequeueAfter.
+      return o.after.count() > 0 ? "requeue_after" : "requeue";
     default:
       return "error";
   }

@@ -1,9 +1,9 @@
 // The controller actor's queue metrics under CAF's deterministic test coordinator (virtual
 // time): the in-flight gauges (workqueue_unfinished_work_seconds,
-// workqueue_longest_running_processor_seconds) while a reconcile runs and after it ends. The
-// controller runs its real scheduler; its own informer is never started (an empty cache:
-// every key reads as deleted, which the controller still reconciles); resource actors are
-// fakes that run until the test says `done`.
+// workqueue_longest_running_processor_seconds) while a reconcile runs and after it ends, and
+// controller_runtime_reconcile_total by result. The controller runs its real scheduler; its
+// own informer is never started (an empty cache: every key reads as deleted, which the
+// controller still reconciles); resource actors are fakes that run until the test says `done`.
 #include <gtest/gtest.h>
 
 #include <caf/all.hpp>
@@ -157,6 +157,10 @@ class ControllerMetrics : public ::testing::Test {
   double longest() const {
     return metric("workqueue_longest_running_processor_seconds{name=\"bucketsync\"}");
   }
+  double reconciles(const std::string& result) const {
+    return metric("controller_runtime_reconcile_total{controller=\"bucketsync\",result=\"" +
+                  result + "\"}");
+  }
 
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
@@ -198,6 +202,29 @@ TEST_F(ControllerMetrics, InFlightGaugesGrowWhileAReconcileRunsAndDropToZeroAfte
   EXPECT_EQ(unfinished(), 0);
   EXPECT_EQ(longest(), 0);
   EXPECT_EQ(rec_->runs.size(), 2u);
+}
+
+TEST_F(ControllerMetrics, ReconcileTotalTellsARequeueFromARequeueAfter) {
+  change("ns/a");
+  finish("ns/a", reconcile_outcome::requeue(0ms));  // back in the queue at once: runs again
+  ASSERT_EQ(rec_->runs, (std::vector<std::string>{"ns/a", "ns/a"}));
+  EXPECT_EQ(reconciles("requeue"), 1);
+  EXPECT_EQ(reconciles("requeue_after"), 0);
+
+  finish("ns/a", reconcile_outcome::requeue(5s));
+  EXPECT_EQ(reconciles("requeue"), 1);
+  EXPECT_EQ(reconciles("requeue_after"), 1);
+  advance(5s);
+  ASSERT_EQ(rec_->runs.size(), 3u);
+
+  finish("ns/a", reconcile_outcome::transient("boom"));
+  EXPECT_EQ(reconciles("error"), 1);
+  advance(2s);  // the default retry backoff (1 s, jitter up to 20 %)
+  ASSERT_EQ(rec_->runs.size(), 4u);
+  finish("ns/a", reconcile_outcome::success());
+  EXPECT_EQ(reconciles("success"), 1);
+  EXPECT_EQ(reconciles("requeue"), 1);
+  EXPECT_EQ(reconciles("requeue_after"), 1);
 }
 
 }  // namespace

@@ -396,6 +396,17 @@ TEST(SchedulerLogic, RandomisedOperationsKeepTheInvariants) {
   }
 }
 
+TEST(SchedulerLogic, RequeueAfterZeroQueuesTheKeyAtOnce) {
+  // What the controller counts as result="requeue" (controller-runtime's Requeue): no delay.
+  logic s(opts(1));
+  s.enqueue("ns/a", t0);
+  ASSERT_EQ(keys(s.admit(t0)), std::vector<std::string>{"ns/a"});
+  EXPECT_EQ(s.done("ns/a", reconcile_outcome::requeue(0ms), t0), result::queued);
+  EXPECT_TRUE(s.is_queued("ns/a"));
+  EXPECT_EQ(keys(s.admit(t0)), std::vector<std::string>{"ns/a"});
+  EXPECT_EQ(s.done("ns/a", reconcile_outcome::requeue(1ms), t0), result::delayed);
+}
+
 TEST(SchedulerLogic, InFlightWorkSumsAndMaximisesTheAgesOfRunningKeys) {
   EXPECT_EQ(measure_in_flight({}, t0).unfinished_seconds, 0.0);
   EXPECT_EQ(measure_in_flight({}, t0).longest_running_seconds, 0.0);
