@@ -13,14 +13,21 @@ namespace {
 using self_ptr = controller_actor::stateful_pointer<controller_state>;
 using clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds k_stats_interval{5};
+// client-go updates its in-flight gauges this often (unfinishedWorkUpdatePeriod).
+constexpr std::chrono::milliseconds k_in_flight_interval{500};
 
-double seconds_since(clock::time_point t) {
-  return std::chrono::duration<double>(clock::now() - t).count();
+// The actor clock: the steady clock, or virtual time under CAF's test coordinator.
+clock::time_point now(self_ptr self) {
+  return self->system().clock().now();
+}
+
+double seconds_since(self_ptr self, clock::time_point t) {
+  return std::chrono::duration<double>(now(self) - t).count();
 }
 
 void enqueue(self_ptr self, const std::string& key) {
   auto& st = self->state;
-  st.enqueued_at.try_emplace(key, clock::now());
+  st.enqueued_at.try_emplace(key, now(self));
   if (st.ctx->metrics) st.ctx->metrics->queue_adds(st.hooks.name);
   self->send(st.scheduler, atom::enqueue_v, key);
 }
@@ -30,10 +37,26 @@ std::string_view result_label(const reconcile_outcome& o) {
     case reconcile_outcome::kind::success:
       return "success";
     case reconcile_outcome::kind::requeue_after:
-      return "requeue_after";
+      // A delay of 0 or less puts the key back in the queue at once (scheduler_logic::done):
+      // controller-runtime's Requeue, counted as "requeue"; a real delay is its RequeueAfter.
+      return o.after.count() > 0 ? "requeue_after" : "requeue";
     default:
       return "error";
   }
+}
+
+// Sets workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds from
+// the runs in progress and, while any runs, sends `refresh` to do it again in 500 ms, so a
+// stuck reconcile shows as a growing value (client-go's updateUnfinishedWorkLoop).
+void refresh_in_flight(self_ptr self) {
+  auto& st = self->state;
+  if (!st.ctx->metrics) return;
+  auto w = measure_in_flight(st.running_since, now(self));
+  st.ctx->metrics->queue_unfinished_work(st.hooks.name, w.unfinished_seconds);
+  st.ctx->metrics->queue_longest_running(st.hooks.name, w.longest_running_seconds);
+  if (st.running_since.empty() || st.refresh_pending) return;
+  st.refresh_pending = true;
+  self->delayed_send(self, k_in_flight_interval, atom::refresh_v);
 }
 
 void own_changed(self_ptr self, const std::string& key) {
@@ -90,6 +113,7 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
   st.ctx = std::move(ctx);
   if (st.ctx->metrics)
     st.ctx->metrics->max_concurrent_reconciles(st.hooks.name, options.limits.global);
+  refresh_in_flight(self);  // the in-flight gauges exist at 0 from the start, as client-go's
   st.scheduler = self->spawn<caf::linked>(scheduler, caf::actor_cast<worker_actor>(self),
                                           std::move(options), scheduler_logic::random_source{});
   auto me = caf::actor_cast<listener_actor>(self);
@@ -117,14 +141,15 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
           self->link_to(a);
           it = st.actors.emplace(key, std::move(a)).first;
         }
-        auto now = clock::now();
         if (auto q = st.enqueued_at.find(key); q != st.enqueued_at.end()) {
-          if (st.ctx->metrics) st.ctx->metrics->queue_wait(st.hooks.name, seconds_since(q->second));
+          if (st.ctx->metrics)
+            st.ctx->metrics->queue_wait(st.hooks.name, seconds_since(self, q->second));
           st.enqueued_at.erase(q);
         }
-        st.running_since[key] = now;
+        st.running_since[key] = now(self);
         if (st.ctx->metrics)
           st.ctx->metrics->active_workers(st.hooks.name, st.running_since.size());
+        refresh_in_flight(self);
         self->send(it->second, atom::run_v, attempt);
       },
       [self](atom::failed, const std::string& key, const std::string& message) {
@@ -136,7 +161,7 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
         auto& st = self->state;
         if (auto r = st.running_since.find(key); r != st.running_since.end()) {
           if (st.ctx->metrics) {
-            double secs = seconds_since(r->second);
+            double secs = seconds_since(self, r->second);
             st.ctx->metrics->reconcile(st.hooks.name, result_label(outcome), secs);
             st.ctx->metrics->work_duration(st.hooks.name, secs);
             if (outcome.what == reconcile_outcome::kind::transient_error)
@@ -145,6 +170,7 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
           st.running_since.erase(r);
           if (st.ctx->metrics)
             st.ctx->metrics->active_workers(st.hooks.name, st.running_since.size());
+          refresh_in_flight(self);
         }
         self->send(st.scheduler, atom::done_v, key, outcome);
         // The object is gone and its last run is over: the actor has nothing left to do.
@@ -155,6 +181,10 @@ controller_actor::behavior_type controller(self_ptr self, controller_hooks hooks
         }
       },
       [self](atom::wake, const std::string& key) { enqueue(self, key); },
+      [self](atom::refresh) {
+        self->state.refresh_pending = false;
+        refresh_in_flight(self);
+      },
       [self](atom::tick, uint64_t) {
         auto& st = self->state;
         if (st.ctx->metrics) {

@@ -41,8 +41,12 @@ struct controller_state {
   // annotations); an event that leaves it unchanged was our own status write.
   std::unordered_map<std::string, std::string> seen;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> enqueued_at;
+  // Runs in progress and when they started (the actor clock): active workers, work duration
+  // and the in-flight gauges.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> running_since;
   uint64_t tick_generation = 0;
+  // A `refresh` of the in-flight gauges is pending (one at a time, only while runs are).
+  bool refresh_pending = false;
 };
 
 // Spawn: `sys.spawn(controller, hooks, ctx, scheduler_options, watchers)`. Subscribes to each

@@ -102,7 +102,10 @@ using controller_actor = caf::typed_actor<
     // Reconcile `key` again (a deferred lock grant arrived): enqueue it.
     caf::reacts_to<atom::wake, std::string>,
     // Internal: refresh the queue gauges from the scheduler's stats (every few seconds).
-    caf::reacts_to<atom::tick, uint64_t>>;
+    caf::reacts_to<atom::tick, uint64_t>,
+    // Internal: refresh the in-flight gauges (workqueue_unfinished_work_seconds,
+    // workqueue_longest_running_processor_seconds) while reconciles run.
+    caf::reacts_to<atom::refresh>>;
 
 // The DataSync admission queue (docs/datasync.md, "Queue and admission"): one per controller
 // process. Holds the policy ConfigMap and an index of every DataSync's phase, runs the pure

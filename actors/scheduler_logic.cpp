@@ -355,4 +355,18 @@ std::string scheduler_logic::check_invariants() const {
   return {};
 }
 
+// -- in-flight gauges ---------------------------------------------------------------------
+
+in_flight_work measure_in_flight(
+    const std::unordered_map<std::string, scheduler_logic::time_point>& running_since,
+    scheduler_logic::time_point now) {
+  in_flight_work w;
+  for (const auto& [key, since] : running_since) {
+    double age = std::max(std::chrono::duration<double>(now - since).count(), 0.0);
+    w.unfinished_seconds += age;
+    w.longest_running_seconds = std::max(w.longest_running_seconds, age);
+  }
+  return w;
+}
+
 }  // namespace tidesync::actors

@@ -157,4 +157,17 @@ class scheduler_logic {
   scheduler_stats counters_;  // the counter fields only; gauges are computed
 };
 
+// client-go's in-flight workqueue gauges, from the start times of the runs in progress.
+struct in_flight_work {
+  double unfinished_seconds = 0;       // workqueue_unfinished_work_seconds: the sum of their ages
+  double longest_running_seconds = 0;  // workqueue_longest_running_processor_seconds: the oldest
+};
+
+// Measures the runs that started at `running_since` (key -> start) as of `now`, in seconds,
+// as client-go's updateUnfinishedWork does. A start after `now` counts as age 0; no run gives
+// zeros.
+in_flight_work measure_in_flight(
+    const std::unordered_map<std::string, scheduler_logic::time_point>& running_since,
+    scheduler_logic::time_point now);
+
 }  // namespace tidesync::actors

@@ -100,6 +100,7 @@ CAF_ADD_ATOM(tidesync, tidesync::atom, synced, "synced")
 CAF_ADD_ATOM(tidesync, tidesync::atom, wake, "wake")
 CAF_ADD_ATOM(tidesync, tidesync::atom, api, "api")
 CAF_ADD_ATOM(tidesync, tidesync::atom, reconcile, "reconcile")
+CAF_ADD_ATOM(tidesync, tidesync::atom, refresh, "refresh")
 CAF_ADD_TYPE_ID(tidesync, (tidesync::actors::api_reply))
 
 // -- the DataSync queue (docs/datasync.md) --

@@ -396,5 +396,32 @@ TEST(SchedulerLogic, RandomisedOperationsKeepTheInvariants) {
   }
 }
 
+TEST(SchedulerLogic, RequeueAfterZeroQueuesTheKeyAtOnce) {
+  // What the controller counts as result="requeue" (controller-runtime's Requeue): no delay.
+  logic s(opts(1));
+  s.enqueue("ns/a", t0);
+  ASSERT_EQ(keys(s.admit(t0)), std::vector<std::string>{"ns/a"});
+  EXPECT_EQ(s.done("ns/a", reconcile_outcome::requeue(0ms), t0), result::queued);
+  EXPECT_TRUE(s.is_queued("ns/a"));
+  EXPECT_EQ(keys(s.admit(t0)), std::vector<std::string>{"ns/a"});
+  EXPECT_EQ(s.done("ns/a", reconcile_outcome::requeue(1ms), t0), result::delayed);
+}
+
+TEST(SchedulerLogic, InFlightWorkSumsAndMaximisesTheAgesOfRunningKeys) {
+  EXPECT_EQ(measure_in_flight({}, t0).unfinished_seconds, 0.0);
+  EXPECT_EQ(measure_in_flight({}, t0).longest_running_seconds, 0.0);
+
+  std::unordered_map<std::string, logic::time_point> running{
+      {"ns/a", t0}, {"ns/b", t0 + 2s}, {"ns/c", t0 + 3500ms}};
+  auto w = measure_in_flight(running, t0 + 4s);
+  EXPECT_DOUBLE_EQ(w.unfinished_seconds, 4 + 2 + 0.5);
+  EXPECT_DOUBLE_EQ(w.longest_running_seconds, 4);
+
+  // Just started: age 0. A start "after now" (never on a steady clock) counts as 0, not less.
+  w = measure_in_flight({{"ns/a", t0}, {"ns/b", t0 + 1s}}, t0);
+  EXPECT_DOUBLE_EQ(w.unfinished_seconds, 0);
+  EXPECT_DOUBLE_EQ(w.longest_running_seconds, 0);
+}
+
 }  // namespace
 }  // namespace tidesync::actors
