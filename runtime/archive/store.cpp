@@ -156,7 +156,9 @@ expected<std::optional<latest>> config_store::read_latest() {
     if (!parsed) {
       error e = parsed.error();
       e.message = "latest.json in " + where() + ": " + e.message +
-                  " (the writer published something this agent cannot read; publish again)";
+                  " (not a pointer tidesync can read, e.g. written by another tool: readers keep "
+                  "their live revision, and publishing is refused until it is fixed; rewrite it "
+                  "with a valid one, or delete it to start the history anew)";
       return e;
     }
     return std::optional<latest>(std::move(*parsed));

@@ -42,6 +42,10 @@ void send_backend_error(httplib::Response& res, const error& e) {
       return send_error(res, 422, "Invalid", e.message);
     case errc::forbidden:
       return send_error(res, 403, "Forbidden", e.message);
+    case errc::parse_error:
+      // The store holds something tidesync cannot read (a latest.json another tool wrote): no
+      // retry repairs it, and a publish must not overwrite a pointer it cannot compare with.
+      return send_error(res, 500, "StoreUnreadable", e.message);
     default:
       return send_error(res, 503, "Unavailable", e.message + "; try again");
   }

@@ -29,6 +29,7 @@ class fake_backend : public configapi::backend {
                                                   const std::optional<std::string>& known,
                                                   std::chrono::milliseconds wait) override {
     if (ref.ns != "team" || ref.name != "alice") return make_error(errc::not_found, "no such");
+    if (store_error) return *store_error;
     std::unique_lock<std::mutex> lock(mu);
     ++waits_started;
     cv.notify_all();
@@ -42,6 +43,7 @@ class fake_backend : public configapi::backend {
                                                const std::string& expected,
                                                const std::filesystem::path& bundle,
                                                const std::string& checksum) override {
+    if (store_error) return *store_error;
     std::lock_guard<std::mutex> lock(mu);
     configapi::publish_outcome out;
     std::string cur = current ? current->revision : "";
@@ -72,6 +74,8 @@ class fake_backend : public configapi::backend {
   uint64_t max_bytes = 1 << 20;
   int waits_started = 0;
   bool cancelled = false;
+  // When set, reading and publishing fail with it (a store that cannot be read).
+  std::optional<error> store_error;
 };
 
 }  // namespace tidesync::test

@@ -136,6 +136,24 @@ TEST_F(configapi_server, PublishThenReadThenConflict) {
   EXPECT_GT(archive::parse_latest(r->body)->revision, first->revision);
 }
 
+// A latest.json the store holds but tidesync cannot read: neither a read nor a publish gets a
+// "try again" (no retry repairs it), and the message says what to do.
+TEST_F(configapi_server, AnUnreadableStoreIsNotRetryable) {
+  be.store_error = make_error(errc::parse_error,
+                              "latest.json in s3://configs/team/alice: latest.json has no "
+                              "\"checksum\" (not a pointer tidesync can read)");
+  auto check = [&](const httplib::Result& r) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 500) << r->body;
+    auto b = body_of(r);
+    EXPECT_EQ(b.get_string("reason"), "StoreUnreadable");
+    EXPECT_EQ(b.get_string("message"), be.store_error->message);
+  };
+  check(put("", bundle));
+  check(client().Get("/v1/configs/team/alice/latest", auth()));
+  EXPECT_FALSE(be.current.has_value());
+}
+
 TEST_F(configapi_server, BadUploadsAreRefusedAndNothingIsPublished) {
   be.max_bytes = 64;
   auto r = put("", bundle);
