@@ -278,6 +278,8 @@ void after_status(self_ptr self) {
                        secs);
       st.sync_started.reset();
     }
+    if (auto bytes = newly_synced_bytes(st.obj.status, st.result.status); bytes > 0)
+      m->sync_bytes("DataSync", static_cast<double>(bytes));
     if (st.result.status.retry_count > st.obj.status.retry_count &&
         st.result.status.observed_generation == st.obj.status.observed_generation) {
       bool checksum = st.result.status.message.find("checksum") != std::string::npos;

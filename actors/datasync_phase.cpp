@@ -429,4 +429,17 @@ datasync_step_result datasync_step(const config::datasync& obj, const datasync_o
   return b.done(reconcile_outcome::success());
 }
 
+int64_t newly_synced_bytes(const config::datasync_status& before,
+                           const config::datasync_status& after) {
+  int64_t out = 0;
+  for (const auto& vm : after.vms) {
+    if (vm.phase != config::datasync_vm_phase::succeeded || vm.bytes <= 0) continue;
+    bool was = false;
+    for (const auto& old : before.vms)
+      was |= old.name == vm.name && old.phase == config::datasync_vm_phase::succeeded;
+    if (!was) out += vm.bytes;
+  }
+  return out;
+}
+
 }  // namespace tidesync::actors

@@ -125,4 +125,9 @@ bool position_worth_writing(std::optional<int64_t> written, int64_t position);
 datasync_step_result datasync_step(const config::datasync& obj, const datasync_observations& obs,
                                    config::sys_seconds now);
 
+// Bytes of the VMs that reached Succeeded between two statuses (each VM counts once, when it
+// gets there): what tidesync_sync_bytes_total{kind="DataSync"} adds.
+int64_t newly_synced_bytes(const config::datasync_status& before,
+                           const config::datasync_status& after);
+
 }  // namespace tidesync::actors

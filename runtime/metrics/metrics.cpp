@@ -199,6 +199,10 @@ struct registry::impl {
           .Name("tidesync_sync_duration_seconds")
           .Help("Duration of finished syncs, from start to finish, by kind")
           .Register(*reg);
+  Family<Counter>& sync_bytes = prometheus::BuildCounter()
+                                    .Name("tidesync_sync_bytes_total")
+                                    .Help("Bytes written by finished syncs, by kind")
+                                    .Register(*reg);
   Family<Gauge>& syncs_running = prometheus::BuildGauge()
                                      .Name("tidesync_syncs_running")
                                      .Help("Syncs running now, by kind")
@@ -344,6 +348,10 @@ void registry::sync_finished(std::string_view kind, std::string_view result, dou
   impl_->syncs_total.Add({{"kind", std::string(kind)}, {"result", std::string(result)}})
       .Increment();
   impl_->sync_duration.Add(one("kind", kind), sync_buckets()).Observe(seconds);
+}
+
+void registry::sync_bytes(std::string_view kind, double bytes) {
+  impl_->sync_bytes.Add(one("kind", kind)).Increment(bytes);
 }
 
 void registry::syncs_running(std::string_view kind, double n) {

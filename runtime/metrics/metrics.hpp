@@ -51,6 +51,8 @@ class registry {
   // tidesync_syncs_total{kind,result} (result ∈ succeeded|failed) and
   // tidesync_sync_duration_seconds{kind} histogram.
   void sync_finished(std::string_view kind, std::string_view result, double seconds);
+  // tidesync_sync_bytes_total{kind}: bytes a finished sync wrote (DataSync: each VM's image).
+  void sync_bytes(std::string_view kind, double bytes);
   // tidesync_syncs_running{kind} gauge.
   void syncs_running(std::string_view kind, double n);
 

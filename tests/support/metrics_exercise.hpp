@@ -27,6 +27,7 @@ inline std::string every_metric_text() {
   r.queue_unfinished_work("bucketsync", 1);
   r.sync_finished("BucketSync", "succeeded", 1);
   r.syncs_running("BucketSync", 1);
+  r.sync_bytes("DataSync", 1);
   r.locks_held(1);
   r.lock_waiters(1);
   r.lock_waited(1);

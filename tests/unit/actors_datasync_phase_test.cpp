@@ -1063,3 +1063,32 @@ TEST(DatasyncPhase, GenerationChangeAfterPruningDropsThePrunedCondition) {
       << "the new generation recreates the volumes";
   EXPECT_NE(ready(r), nullptr);
 }
+
+namespace {
+
+config::datasync_vm_status vm_status(std::string name, datasync_vm_phase phase, int64_t bytes) {
+  config::datasync_vm_status v;
+  v.name = std::move(name);
+  v.phase = phase;
+  v.bytes = bytes;
+  return v;
+}
+
+TEST(DatasyncSyncedBytes, EachVmCountsOnceWhenItSucceeds) {
+  config::datasync_status before, after;
+  before.vms = {vm_status("a", datasync_vm_phase::syncing, 10),
+                vm_status("b", datasync_vm_phase::succeeded, 200)};
+  after.vms = {vm_status("a", datasync_vm_phase::succeeded, 100),
+               vm_status("b", datasync_vm_phase::succeeded, 200),
+               vm_status("c", datasync_vm_phase::succeeded, 7),
+               vm_status("d", datasync_vm_phase::failed, 50)};
+  // a and c got there now; b had already; d failed.
+  EXPECT_EQ(newly_synced_bytes(before, after), 107);
+  // The next status change of the same DataSync adds nothing.
+  EXPECT_EQ(newly_synced_bytes(after, after), 0);
+  // A VM whose agent reported no bytes adds nothing.
+  after.vms = {vm_status("e", datasync_vm_phase::succeeded, 0)};
+  EXPECT_EQ(newly_synced_bytes(before, after), 0);
+}
+
+}  // namespace
