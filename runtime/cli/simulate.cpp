@@ -76,15 +76,22 @@ int usage_error(const std::string& msg) {
   return 2;
 }
 
-expected<void> write_file_atomic(const std::string& path, const std::string& text) {
+// `owner_only`: the file is readable by its owner only from the moment it exists (a token).
+expected<void> write_file_atomic(const std::string& path, const std::string& text,
+                                 bool owner_only = false) {
   std::string tmp = path + ".tmp";
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return make_error(errc::io_error, "cannot write " + tmp);
+    if (owner_only)
+      std::filesystem::permissions(
+          tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+    if (ec) return make_error(errc::io_error, "cannot restrict " + tmp + ": " + ec.message());
     out << text;
     if (!out.flush()) return make_error(errc::io_error, "cannot write " + tmp);
   }
-  std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec)
     return make_error(errc::io_error, "cannot rename " + tmp + " to " + path + ": " + ec.message());
@@ -339,14 +346,12 @@ int run_simulate(int argc, char** argv) {
   if (!controller_token.empty()) {
     log->info("the controller runs as {} under the RBAC of {}", controller_user, controller_rbac);
     const auto path = (std::filesystem::path(data_dir) / "controller-kubeconfig").string();
-    auto w = write_file_atomic(path, kubeconfig_text(*bound, controller_token));
+    auto w = write_file_atomic(path, kubeconfig_text(*bound, controller_token), true);
     if (!w) {
       std::fprintf(stderr, "tidesync simulate: %s\n", w.error().message.c_str());
       srv.stop();
       return 1;
     }
-    std::filesystem::permissions(
-        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   }
   if (auto w = write_file_atomic(kubeconfig, kubeconfig_text(*bound)); !w) {
     std::fprintf(stderr, "tidesync simulate: %s\n", w.error().message.c_str());
